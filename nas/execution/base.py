@@ -1,0 +1,17 @@
+"""The one parallelism seam: ``Executor.map(fn, items) -> list`` (results in input order)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Protocol, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class Executor(Protocol):
+    """Maps a function over items; implementations differ only in where the calls run."""
+
+    def map(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
+        """Apply ``fn`` to every item and return the results in input order."""
+        ...

@@ -1,0 +1,16 @@
+"""LocalExecutor: sequential map in this process; the reference every other executor must equal."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class LocalExecutor:
+    """``[fn(x) for x in items]``."""
+
+    def map(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
+        return [fn(x) for x in items]

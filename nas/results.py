@@ -1,0 +1,187 @@
+"""Evaluation records and the append-only ResultStore (JSONL ↔ pandas).
+
+The store is the source of truth for resume: every finished evaluation is appended and flushed
+with ``fsync`` before it counts, so a killed run loses nothing that was reported as done. A torn
+last line (the writer died mid-write) is detected on load, skipped with a warning, and
+truncated away before the next append.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import warnings
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from nas.errors import ConfigError
+from nas.subnet import SubnetConfig
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+Source = Literal["measured", "predicted"]
+SOURCES: tuple[str, ...] = ("measured", "predicted")
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Metrics of one config on one hardware target, measured or predicted."""
+
+    config: SubnetConfig
+    target: str
+    metrics: Mapping[str, float]
+    source: Source = "measured"
+    timestamp: float = field(default_factory=time.time)
+
+    def __post_init__(self) -> None:
+        if self.source not in SOURCES:
+            raise ConfigError(f"source={self.source!r} is not one of {list(SOURCES)}")
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """Deduplication key: (config key, target, source)."""
+        return (self.config.key, self.target, self.source)
+
+    def to_record(self) -> dict[str, object]:
+        return {
+            "config_key": self.config.key,
+            "config": self.config.to_dict(),
+            "target": self.target,
+            "source": self.source,
+            "metrics": {k: float(v) for k, v in self.metrics.items()},
+            "timestamp": self.timestamp,
+        }
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, object]) -> Evaluation:
+        config = SubnetConfig.from_dict(record["config"])  # type: ignore[arg-type]
+        metrics = {str(k): float(v) for k, v in dict(record["metrics"]).items()}  # type: ignore[call-overload]
+        return cls(
+            config=config,
+            target=str(record["target"]),
+            metrics=metrics,
+            source=str(record.get("source", "measured")),  # type: ignore[arg-type]
+            timestamp=float(record.get("timestamp", 0.0)),  # type: ignore[arg-type]
+        )
+
+
+class ResultStore:
+    """Append-only JSONL of :class:`Evaluation` records, deduplicated by (config, target, source).
+
+    A later record for the same key replaces the earlier one in :meth:`get` and :meth:`to_frame`
+    (last write wins), while the file keeps the full history.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> store = ResultStore(pathlib.Path(tempfile.mkdtemp()) / "results.jsonl")
+        >>> cfg = SubnetConfig.from_dict({"k": 3})
+        >>> store.append(Evaluation(cfg, "cpu_fp32", {"latency_ms": 1.5}))
+        >>> store.get(cfg, "cpu_fp32").metrics["latency_ms"]
+        1.5
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        self.path = Path(path) if path is not None else None
+        self._records: dict[tuple[str, str, str], Evaluation] = {}
+        self._valid_bytes = 0
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._load()
+
+    # -- reading -------------------------------------------------------------------------------
+    def _load(self) -> None:
+        assert self.path is not None
+        if not self.path.exists():
+            return
+        data = self.path.read_bytes()
+        offset = 0
+        for lineno, raw in enumerate(data.splitlines(keepends=True), start=1):
+            complete = raw.endswith(b"\n")
+            try:
+                if not complete:
+                    raise ValueError("no trailing newline")
+                evaluation = Evaluation.from_record(json.loads(raw))
+            except (ValueError, KeyError, TypeError, ConfigError) as exc:
+                is_last = offset + len(raw) == len(data)
+                if is_last:
+                    warnings.warn(
+                        f"{self.path}:{lineno}: skipping a torn last record ({exc}); "
+                        "it was being written when the writer stopped",
+                        RuntimeWarning,
+                        stacklevel=3,
+                    )
+                    break
+                raise ConfigError(f"{self.path}:{lineno} is not a valid record: {exc}") from exc
+            self._records[evaluation.key] = evaluation
+            offset += len(raw)
+        self._valid_bytes = offset
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def __iter__(self) -> Iterator[Evaluation]:
+        return iter(self._records.values())
+
+    def get(
+        self, config: SubnetConfig, target: str, source: Source = "measured"
+    ) -> Evaluation | None:
+        """The latest evaluation of ``config`` on ``target`` from ``source``, if any."""
+        return self._records.get((config.key, target, source))
+
+    def __contains__(self, item: tuple[SubnetConfig, str]) -> bool:
+        config, target = item
+        return self.get(config, target) is not None
+
+    def evaluations(
+        self, *, target: str | None = None, source: Source | None = None
+    ) -> list[Evaluation]:
+        """Deduplicated evaluations, optionally filtered, in insertion order."""
+        return [
+            e
+            for e in self._records.values()
+            if (target is None or e.target == target) and (source is None or e.source == source)
+        ]
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per deduplicated evaluation: config_key, target, source, config columns, metrics."""
+        import pandas as pd
+
+        rows = []
+        for e in self._records.values():
+            row: dict[str, object] = {
+                "config_key": e.config.key,
+                "target": e.target,
+                "source": e.source,
+                "timestamp": e.timestamp,
+            }
+            row.update({f"cfg.{k}": v for k, v in e.config.items})
+            row.update(e.metrics)
+            rows.append(row)
+        return pd.DataFrame(rows)
+
+    # -- writing -------------------------------------------------------------------------------
+    def append(self, evaluation: Evaluation) -> None:
+        """Record one evaluation; durable (fsync) before returning when the store has a path."""
+        self.extend([evaluation])
+
+    def extend(self, evaluations: Iterable[Evaluation]) -> None:
+        """Record several evaluations with one flush."""
+        batch = list(evaluations)
+        if self.path is not None and batch:
+            payload = b"".join(
+                (json.dumps(e.to_record(), separators=(",", ":")) + "\n").encode()
+                for e in batch
+            )
+            with open(self.path, "r+b" if self.path.exists() else "wb") as fh:
+                fh.truncate(self._valid_bytes)  # drop a torn tail left by a killed writer
+                fh.seek(self._valid_bytes)
+                fh.write(payload)
+                fh.flush()
+                os.fsync(fh.fileno())
+            self._valid_bytes += len(payload)
+        for e in batch:
+            self._records[e.key] = e
