@@ -173,8 +173,7 @@ class ResultStore:
         batch = list(evaluations)
         if self.path is not None and batch:
             payload = b"".join(
-                (json.dumps(e.to_record(), separators=(",", ":")) + "\n").encode()
-                for e in batch
+                (json.dumps(e.to_record(), separators=(",", ":")) + "\n").encode() for e in batch
             )
             with open(self.path, "r+b" if self.path.exists() else "wb") as fh:
                 fh.truncate(self._valid_bytes)  # drop a torn tail left by a killed writer

@@ -106,7 +106,8 @@ class SearchSpace:
     def fingerprint(self) -> str:
         """Hash of names, options and structure: artifacts record it to refuse a mismatched space."""
         payload = [[d.name, list(d.options), d.ordered, d.active_if] for d in self.dims]
-        text = json.dumps([self.name, payload], separators=(",", ":"))
+        arch = self.metadata.get("arch_dict")
+        text = json.dumps([self.name, payload, arch], separators=(",", ":"), default=str)
         return hashlib.sha1(text.encode()).hexdigest()[:16]
 
     # -- validation ----------------------------------------------------------------------------
