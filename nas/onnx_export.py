@@ -1,0 +1,36 @@
+"""ONNX export of static modules (the exported subnets), with a dynamic batch dimension."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+OPSET = 17
+
+
+def export_module_onnx(module: nn.Module, input_shape: tuple[int, ...], path: Path) -> Path:
+    """Export ``module`` (eval mode) to ``path`` atomically; input ``input``, output ``logits``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    example = torch.zeros(input_shape)
+    fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.onnx.export(
+            module.eval(),
+            (example,),
+            tmp,
+            input_names=["input"],
+            output_names=["logits"],
+            dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+            opset_version=OPSET,
+            dynamo=False,
+        )
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
