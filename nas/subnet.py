@@ -75,7 +75,7 @@ class SubnetConfig:
 
     @property
     def key(self) -> str:
-        """Stable id from canonical JSON with sorted keys: equal configs give equal keys everywhere."""
+        """Stable id from canonical JSON with sorted keys: equal configs, equal keys."""
         canonical = json.dumps(dict(sorted(self.items)), separators=(",", ":"))
         return hashlib.sha1(canonical.encode()).hexdigest()[:16]
 

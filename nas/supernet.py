@@ -304,4 +304,4 @@ class Supernet(nn.Module):
         return (batch_size, self.arch.in_channels, r, r)
 
 
-__all__ = ["BlockPlan", "Supernet", "SubnetPlan", "make_plan"]
+__all__ = ["BlockPlan", "SubnetPlan", "Supernet", "make_plan"]

@@ -1,0 +1,156 @@
+"""Conformance suite for every space that builds a supernet: exact export, ONNX, cost agreement."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+from torch import nn
+
+import search_spaces
+from nas.elastic import ElasticActQuant, ElasticBatchNorm2d, ElasticConv2d, ElasticLinear
+from nas.measure.cost import compute_cost, count_module_cost
+from nas.space import SearchSpace
+from nas.static import FakeQuantize
+from nas.subnet import SubnetConfig
+from nas.supernet import Supernet
+from tests.conftest import build_space
+
+N_RANDOM = 20
+# Export repeats the supernet's arithmetic op for op, so equality is exact in torch; ONNX Runtime
+# uses its own kernels, hence a float tolerance there.
+ONNX_TOLERANCE = {"rtol": 1e-4, "atol": 1e-4}
+
+
+def _perturbed_supernet(space: SearchSpace) -> Supernet:
+    """A supernet whose BN statistics, quant scales and kernel transforms are not at their init."""
+    torch.manual_seed(0)
+    net = Supernet(space)
+    with torch.no_grad():
+        for name, p in net.named_parameters():
+            if "transforms" in name or "scales" in name or "bn" in name:
+                p.mul_(1 + 0.1 * torch.randn_like(p))
+    net.train()
+    x = torch.randn(8, *net.input_shape()[1:])
+    rng = np.random.default_rng(0)
+    with torch.no_grad():
+        for cfg in [space.largest(), space.smallest(), *space.sample_many(4, rng)]:
+            net(x, cfg)
+    return net.eval()
+
+
+def _configs(space: SearchSpace) -> list[SubnetConfig]:
+    rng = np.random.default_rng(42)
+    return [space.smallest(), space.largest(), *space.sample_many(N_RANDOM, rng)]
+
+
+@pytest.fixture(scope="module", params=search_spaces.SUPERNET_SPACES)
+def supernet(request: pytest.FixtureRequest) -> Supernet:
+    return _perturbed_supernet(build_space(request.param))
+
+
+def test_export_equals_supernet_exactly(supernet: Supernet) -> None:
+    x = torch.randn(3, *supernet.input_shape()[1:])
+    for cfg in _configs(supernet.space):
+        with torch.no_grad():
+            expected = supernet(x, cfg)
+            actual = supernet.export(cfg).eval()(x)
+        torch.testing.assert_close(actual, expected, rtol=0, atol=0)
+
+
+def test_exported_module_is_static_and_has_no_unused_weights(supernet: Supernet) -> None:
+    elastic = (ElasticConv2d, ElasticBatchNorm2d, ElasticLinear, ElasticActQuant, Supernet)
+    for cfg in _configs(supernet.space):
+        module = supernet.export(cfg)
+        assert not any(isinstance(m, elastic) for m in module.modules())
+        assert all(
+            type(m).__module__.startswith(("torch.nn", "nas.static")) for m in module.modules()
+        )
+        analytic = compute_cost(supernet.space, cfg)
+        counted = count_module_cost(module, supernet.input_shape())
+        assert counted == analytic
+        assert sum(p.numel() for p in module.parameters()) == analytic.params
+
+
+def test_onnx_runtime_matches_export(supernet: Supernet, tmp_path: Path) -> None:
+    x = torch.randn(2, *supernet.input_shape()[1:])
+    for i, cfg in enumerate(_configs(supernet.space)):
+        path = supernet.export_onnx(cfg, tmp_path / f"{i}.onnx")
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        (onnx_out,) = session.run(None, {"input": x.numpy()})
+        with torch.no_grad():
+            expected = supernet(x, cfg).numpy()
+        np.testing.assert_allclose(onnx_out, expected, **ONNX_TOLERANCE)
+
+
+def test_forward_depends_on_every_kind_of_choice(supernet: Supernet) -> None:
+    space = supernet.space
+    x = torch.randn(2, *supernet.input_shape()[1:])
+    base = space.largest()
+    with torch.no_grad():
+        reference = supernet(x, base)
+    for suffix in ("depth", "width", "kernel", "expand", "bits"):
+        name = next(n for n in space.names if n.endswith(suffix) and space.is_active(base, n))
+        changed = base.replace(**{name: space.dim(name).options[0]})
+        with torch.no_grad():
+            assert not torch.equal(supernet(x, changed), reference), name
+
+
+def test_training_mode_backpropagates_into_shared_weights(supernet: Supernet) -> None:
+    space = supernet.space
+    supernet.train()
+    try:
+        supernet.zero_grad()
+        cfg = space.smallest()
+        x = torch.randn(4, *supernet.input_shape()[1:])
+        supernet(x, cfg).square().mean().backward()
+        grads = {n: p.grad for n, p in supernet.named_parameters()}
+        assert grads["stem_conv.weight"] is not None
+        assert grads["stem_conv.weight"].abs().sum() > 0
+        quant_grads = [g for n, g in grads.items() if "scales" in n and g is not None]
+        if any(int(b) < 32 for b in (cfg[n] for n in space.names if n.endswith("bits"))):
+            assert quant_grads and any(g.abs().sum() > 0 for g in quant_grads)
+    finally:
+        supernet.eval()
+        supernet.zero_grad()
+
+
+def test_forward_rejects_an_invalid_config(supernet: Supernet) -> None:
+    from nas.errors import ConfigError
+
+    bad = supernet.space.smallest().to_dict()
+    bad[supernet.space.dims[0].name] = 999
+    with pytest.raises(ConfigError, match=supernet.space.dims[0].name):
+        supernet(torch.randn(1, *supernet.input_shape()[1:]), SubnetConfig.from_dict(bad))
+
+
+def _with_bits(space: SearchSpace, cfg: SubnetConfig, bits: int) -> SubnetConfig:
+    return cfg.replace(**{n: bits for n in space.names if n.endswith(".bits")})
+
+
+def test_lower_bits_change_outputs_and_eight_bits_stay_close() -> None:
+    space = build_space("tiny_cnn")
+    net = _perturbed_supernet(space)
+    x = torch.randn(64, *net.input_shape()[1:])
+    cfg = space.largest()
+    with torch.no_grad():
+        full = net(x, _with_bits(space, cfg, 32))
+        eight = net(x, _with_bits(space, cfg, 8))
+        four = net(x, _with_bits(space, cfg, 4))
+    scale = full.abs().mean()
+    err8 = (eight - full).abs().mean() / scale
+    err4 = (four - full).abs().mean() / scale
+    assert not torch.equal(eight, full)
+    assert err8 < 0.1, f"8-bit relative error {err8:.4f}"
+    assert err4 > 2 * err8, f"4-bit error {err4:.4f} should exceed 8-bit error {err8:.4f}"
+    exported = net.export(_with_bits(space, cfg, 8)).eval()
+    assert sum(isinstance(m, FakeQuantize) for m in exported.modules()) > 0
+    with torch.no_grad():
+        torch.testing.assert_close(exported(x), eight, rtol=0, atol=0)
+    # quantized weights live on the 8-bit grid: at most 255 distinct levels per output channel
+    conv = next(m for m in exported.blocks.modules() if isinstance(m, nn.Conv2d))
+    levels = max(len(torch.unique(conv.weight[o])) for o in range(conv.weight.shape[0]))
+    assert levels <= 255
