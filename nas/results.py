@@ -147,7 +147,7 @@ class ResultStore:
         ]
 
     def to_frame(self) -> pd.DataFrame:
-        """One row per deduplicated evaluation: config_key, target, source, config columns, metrics."""
+        """One row per deduplicated evaluation: keys, target, source, config, metrics."""
         import pandas as pd
 
         rows = []

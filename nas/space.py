@@ -28,7 +28,7 @@ class Choice:
         options: Allowed values; for ``ordered`` dimensions, ascending by cost.
         ordered: Whether option order is meaningful (3 < 5 < 7) to samplers and predictors.
         active_if: ``(depth_dim, j)``: the dimension only matters when ``config[depth_dim] > j``
-            (a block skipped by elastic depth). Inactive values are canonicalised to ``options[0]``.
+            (a block skipped by elastic depth); inactive values canonicalise to ``options[0]``.
     """
 
     name: str
@@ -104,7 +104,7 @@ class SearchSpace:
         return math.prod(len(d.options) for d in self.dims)
 
     def fingerprint(self) -> str:
-        """Hash of names, options and structure: artifacts record it to refuse a mismatched space."""
+        """Hash of names, options and structure; artifacts record it to refuse other spaces."""
         payload = [[d.name, list(d.options), d.ordered, d.active_if] for d in self.dims]
         arch = self.metadata.get("arch_dict")
         text = json.dumps([self.name, payload, arch], separators=(",", ":"), default=str)

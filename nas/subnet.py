@@ -64,7 +64,7 @@ class SubnetConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Value]) -> SubnetConfig:
-        """Build from a mapping; integral floats from JSON stay as given (validate() canonicalises)."""
+        """Build from a mapping; values stay as given (``SearchSpace.validate`` normalises)."""
         if not isinstance(data, Mapping):
             raise ConfigError(f"a subnet config must be a mapping of name -> value, got {data!r}")
         return cls(tuple((str(k), v) for k, v in data.items()))

@@ -1,4 +1,4 @@
-"""ElasticConv2d: channel-prefix slicing and centre-cropped kernels (OFA's kernel transformation)."""
+"""ElasticConv2d: channel-prefix slicing and centre-cropped kernels (OFA kernel transform)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from nas.quantization import fake_quant_weight
 class ElasticConv2d(nn.Module):
     """A convolution whose active in/out channels and kernel size are chosen per call.
 
-    Channels are the first ``in``/``out`` of the shared weight (prefix slicing). A smaller kernel is
-    the centre crop of the next larger one; with ``kernel_transform`` the crop passes through a
+    Channels are the first ``in``/``out`` of the shared weight (prefix slicing). A smaller kernel
+    is the centre crop of the next larger one; with ``kernel_transform`` the crop passes through a
     learned ``k²×k²`` matrix (initialised to identity), as in Once-for-All, so small kernels can
     specialise without disturbing large ones.
 
@@ -50,7 +50,7 @@ class ElasticConv2d(nn.Module):
         """The weight of the active sub-convolution (contiguous, so export copies it exactly)."""
         if kernel_size not in self.kernel_sizes:
             raise ValueError(f"kernel_size={kernel_size} is not one of {list(self.kernel_sizes)}")
-        weight = self.weight[:out_channels] if self.depthwise else self.weight[:out_channels]
+        weight = self.weight[:out_channels]
         if not self.depthwise:
             weight = weight[:, :in_channels]
         current = self.kernel_sizes[-1]

@@ -6,6 +6,7 @@ module counter checks it on exported networks (tests assert they agree exactly).
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import asdict, dataclass
 
@@ -138,7 +139,7 @@ def count_module_cost(module: nn.Module, input_shape: tuple[int, ...]) -> Cost:
     for mod in module.modules():
         if isinstance(mod, nn.Sequential):
             children = list(mod.children())
-            for prev, cur in zip(children, children[1:], strict=False):
+            for prev, cur in itertools.pairwise(children):
                 if isinstance(prev, FakeQuantize) and isinstance(cur, nn.Conv2d):
                     conv_bits[id(cur)] = prev.bits
     nbytes = 0
