@@ -82,7 +82,7 @@ class MBConvArch:
             raise ConfigError("an architecture needs at least one stage")
 
     def search_space(self, name: str) -> SearchSpace:
-        """Dimensions ``s{i}.depth``, ``s{i}.width``, per block ``kernel``, ``expand``, ``bits``."""
+        """Dimensions ``s{i}.depth``, ``s{i}.width``; per block kernel, expand and bits."""
         dims: list[Choice] = []
         for i, stage in enumerate(self.stages):
             dims.append(Choice(f"s{i}.depth", stage.depths))

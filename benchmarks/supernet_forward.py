@@ -1,0 +1,80 @@
+"""Forward time of the supernet vs the exported static module of the same config.
+
+Run: ``python -m benchmarks.supernet_forward`` (from the repository root). Prints one row per
+(space, config, batch): median milliseconds of each and the ratio supernet / static (goal ≤ 1.15).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+import torch
+
+import search_spaces
+from nas.space import SearchSpace
+from nas.subnet import SubnetConfig
+from nas.supernet import Supernet
+
+
+def _median_ms(fn, repeats: int, warmup: int) -> float:  # type: ignore[no-untyped-def]
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter_ns()
+        fn()
+        times.append((time.perf_counter_ns() - start) / 1e6)
+    return statistics.median(times)
+
+
+def _mid(space: SearchSpace) -> SubnetConfig:
+    """The middle option of every dimension."""
+    return space.decode(space.n_options // 2)
+
+
+def _with_bits(space: SearchSpace, cfg: SubnetConfig, bits: int) -> SubnetConfig:
+    return cfg.replace(**{n: bits for n in space.names if n.endswith(".bits")})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    rows = []
+    cases = [
+        ("tiny_cnn", {}, (1, 64)),
+        ("mobilenet_like", {"resolution": 128, "num_classes": 10}, (1, 8)),
+    ]
+    for name, options, batches in cases:
+        space = search_spaces.get(name, **options)
+        net = Supernet(space).eval()
+        configs = {
+            "largest fp32": _with_bits(space, space.largest(), 32),
+            "mid fp32": _with_bits(space, _mid(space), 32),
+            "mid 8-bit": _with_bits(space, _mid(space), 8),
+        }
+        for label, cfg in configs.items():
+            static = net.export(cfg).eval()
+            for batch in batches:
+                x = torch.randn(batch, *net.input_shape()[1:])
+                with torch.inference_mode():
+                    t_super = _median_ms(lambda: net(x, cfg), args.repeats, 5)  # noqa: B023
+                    t_static = _median_ms(lambda: static(x), args.repeats, 5)  # noqa: B023
+                rows.append((name, label, batch, t_super, t_static, t_super / t_static))
+    print(f"threads={args.threads} repeats={args.repeats} (median ms)")
+    header = f"{'space':15} {'config':13} {'batch':>5} {'supernet':>9} {'static':>9} {'ratio':>6}"
+    print(header)
+    print("-" * len(header))
+    for name, label, batch, a, b, r in rows:
+        print(f"{name:15} {label:13} {batch:5d} {a:9.3f} {b:9.3f} {r:6.2f}")
+    ratios = np.array([r[-1] for r in rows])
+    print(f"geometric mean ratio: {float(np.exp(np.log(ratios).mean())):.2f}")
+
+
+if __name__ == "__main__":
+    main()
