@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 from nas.errors import ConfigError, format_choice_error
@@ -26,6 +27,8 @@ def get(name: str, **options: object) -> SearchSpace:
     if name not in REGISTRY:
         raise ConfigError(format_choice_error("search_space", name, names()))
     try:
-        return REGISTRY[name](**options)
+        space = REGISTRY[name](**options)
     except TypeError as exc:
         raise ConfigError(f"search_space {name!r}: bad options {sorted(options)}: {exc}") from exc
+    # Record how the space was built so artifacts can rebuild it (model cards, predictors).
+    return dataclasses.replace(space, metadata={**space.metadata, "options": dict(options)})
