@@ -1,0 +1,164 @@
+"""OptunaSearcher: Optuna's multi-objective samplers through ``study.ask`` / ``study.tell``.
+
+Ordered dimensions become an ``IntDistribution`` over the option index (the sampler sees the
+order); unordered ones a ``CategoricalDistribution`` over the options. Constraints are stored
+in each trial's user attributes and handed to the sampler's ``constraints_func`` (Optuna's
+``<= 0`` feasible convention).
+
+Resume goes through the ResultStore like every searcher: a fresh in-memory study with the same
+seed is replayed from stored results. Pass ``storage`` (e.g.
+``JournalStorage(JournalFileBackend(path))``) to also keep Optuna's own log of the trials.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+import optuna
+from optuna.distributions import BaseDistribution, CategoricalDistribution, IntDistribution
+from optuna.samplers import BaseSampler, NSGAIISampler, TPESampler
+from optuna.storages import BaseStorage
+from optuna.trial import FrozenTrial, Trial
+
+from nas.errors import ConfigError, format_choice_error
+from nas.search.objectives import SearchProblem
+from nas.subnet import SubnetConfig
+
+OptunaAlgorithm = Literal["nsga2", "tpe"]
+OPTUNA_ALGORITHMS: tuple[str, ...] = ("nsga2", "tpe")
+CONSTRAINTS_ATTR = "nas.constraints"
+
+
+def _constraints(trial: FrozenTrial) -> Sequence[float]:
+    return trial.user_attrs[CONSTRAINTS_ATTR]
+
+
+class OptunaSearcher:
+    """An Optuna study driven by ask/tell.
+
+    Args:
+        problem: Space, objectives, constraints.
+        algorithm: ``"nsga2"`` (``NSGAIISampler``) or ``"tpe"`` (``TPESampler``,
+            multivariate).
+        seed: Sampler seed; the same seed and the same told values give the same asks.
+        batch_size: Trials asked per :meth:`ask` (evaluated in parallel by the loop).
+        population_size: NSGA-II population size.
+        n_startup_trials: TPE's random start.
+        storage: Optuna storage for the study (default: in memory).
+        study_name: Name of the study in ``storage``.
+
+    Example:
+        >>> from nas.space import Choice, SearchSpace
+        >>> space = SearchSpace("demo", tuple(Choice(f"x{i}", (0, 1, 2)) for i in range(3)))
+        >>> problem = SearchProblem.from_strings(space, ["a:min", "b:min"])
+        >>> searcher = OptunaSearcher(problem, seed=0, batch_size=2)
+        >>> len(searcher.ask())
+        2
+    """
+
+    def __init__(
+        self,
+        problem: SearchProblem,
+        *,
+        algorithm: OptunaAlgorithm = "nsga2",
+        seed: int | None = None,
+        batch_size: int = 1,
+        population_size: int = 20,
+        n_startup_trials: int = 20,
+        storage: str | BaseStorage | None = None,
+        study_name: str | None = None,
+    ) -> None:
+        if algorithm not in OPTUNA_ALGORITHMS:
+            raise ConfigError(format_choice_error("algorithm", algorithm, list(OPTUNA_ALGORITHMS)))
+        if batch_size < 1:
+            raise ConfigError(f"batch_size={batch_size!r} must be >= 1")
+        self._problem = problem
+        self._space = problem.space
+        constraints_func = _constraints if problem.constraints else None
+        sampler: BaseSampler
+        if algorithm == "nsga2":
+            if population_size < 2:
+                raise ConfigError(f"population_size={population_size!r} must be >= 2")
+            sampler = NSGAIISampler(
+                population_size=population_size, seed=seed, constraints_func=constraints_func
+            )
+        else:
+            sampler = TPESampler(
+                seed=seed,
+                multivariate=True,
+                n_startup_trials=n_startup_trials,
+                constraints_func=constraints_func,
+            )
+        self._study = optuna.create_study(
+            storage=storage,
+            sampler=sampler,
+            study_name=study_name,
+            directions=["minimize"] * problem.n_obj,
+            load_if_exists=study_name is not None,
+        )
+        self._distributions: dict[str, BaseDistribution] = {
+            d.name: IntDistribution(0, len(d.options) - 1)
+            if d.ordered
+            else CategoricalDistribution(d.options)
+            for d in self._space.dims
+        }
+        self._batch_size = batch_size
+        self._pending: list[Trial] = []
+
+    @property
+    def problem(self) -> SearchProblem:
+        return self._problem
+
+    @property
+    def done(self) -> bool:
+        return False
+
+    @property
+    def study(self) -> optuna.Study:
+        """The wrapped study (for inspection and Optuna's visualisations)."""
+        return self._study
+
+    def _decode(self, params: dict[str, object]) -> SubnetConfig:
+        values = []
+        for d in self._space.dims:
+            value = params[d.name]
+            values.append((d.name, d.options[int(value)] if d.ordered else value))  # type: ignore[call-overload]
+        return self._space.validate(SubnetConfig(tuple(values)))  # type: ignore[arg-type]
+
+    def ask(self) -> list[SubnetConfig]:
+        if self._pending:
+            raise ConfigError("ask() called again before the last batch was told")
+        self._pending = [
+            self._study.ask(fixed_distributions=self._distributions)
+            for _ in range(self._batch_size)
+        ]
+        return [self._decode(t.params) for t in self._pending]
+
+    def tell(
+        self,
+        configs: Sequence[SubnetConfig],
+        objectives: np.ndarray,
+        constraints: np.ndarray | None = None,
+    ) -> None:
+        n = len(configs)
+        if n > len(self._pending) or [self._decode(t.params) for t in self._pending[:n]] != list(
+            configs
+        ):
+            raise ConfigError("tell() must receive the configs of the last ask(), in order")
+        F = np.asarray(objectives, dtype=float).reshape(n, self._problem.n_obj)
+        G = None
+        if self._problem.n_constr:
+            if constraints is None:
+                raise ConfigError(
+                    f"tell() needs constraints of shape ({n}, {self._problem.n_constr})"
+                )
+            G = np.asarray(constraints, dtype=float).reshape(n, self._problem.n_constr)
+        for i, trial in enumerate(self._pending[:n]):
+            if G is not None:
+                trial.set_user_attr(CONSTRAINTS_ATTR, [float(g) for g in G[i]])
+            self._study.tell(trial, [float(f) for f in F[i]])
+        for trial in self._pending[n:]:  # cut at the budget: never evaluated
+            self._study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        self._pending = []
