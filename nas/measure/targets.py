@@ -1,0 +1,176 @@
+"""Hardware targets: where and how a subnet is measured, validated at construction.
+
+A :class:`HardwareTarget` names a runtime (``torch`` or ``onnxruntime``), a precision (``fp32``
+or ``int8``), the threads and batch size to time with, an optional input resolution, and an
+optional Ray node resource. The resource is how other machines are reached: a target with
+``resource="rpi4"`` only runs on a Ray node started with ``--resources '{"rpi4": 1}'`` (the
+execution layer checks that such a node exists before any work starts).
+
+Targets live in an explicit :class:`TargetRegistry` value (no module-level mutable state):
+:func:`default_registry` holds the built-in targets for this CPU, and
+:meth:`TargetRegistry.extended` adds the user's targets declared in an experiment file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+from nas.errors import ConfigError, format_choice_error
+
+Runtime = Literal["torch", "onnxruntime"]
+Precision = Literal["fp32", "int8"]
+RUNTIMES: tuple[str, ...] = ("torch", "onnxruntime")
+PRECISIONS: tuple[str, ...] = ("fp32", "int8")
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
+
+
+def _check_positive_int(key: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{key}={value!r} must be a positive integer")
+
+
+@dataclass(frozen=True)
+class HardwareTarget:
+    """One measurement target.
+
+    Args:
+        name: Identifier used in result records and objectives (``latency_ms@<name>``).
+        runtime: ``"torch"`` (eager exported module) or ``"onnxruntime"`` (CPU provider).
+        precision: ``"fp32"``, or ``"int8"`` for real int8 kernels (ONNX Runtime QDQ, or torch's
+            x86 quantized backend); never fake-quantized float timing.
+        threads: Intra-op threads the runtime is pinned to while timing.
+        batch_size: Images per timed inference.
+        resolution: Input side length; ``None`` uses the search space's design resolution.
+        resource: Ray custom node resource that pins measurement to a machine; ``None`` runs
+            on any node (the local machine when Ray is not used).
+
+    Example:
+        >>> HardwareTarget("rpi4_int8", runtime="onnxruntime", precision="int8", resource="rpi4")
+        ... # doctest: +ELLIPSIS
+        HardwareTarget(name='rpi4_int8', runtime='onnxruntime', precision='int8', ...)
+    """
+
+    name: str
+    runtime: Runtime = "torch"
+    precision: Precision = "fp32"
+    threads: int = 1
+    batch_size: int = 1
+    resolution: int | None = None
+    resource: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not _NAME.match(self.name):
+            raise ConfigError(
+                f"target.name={self.name!r} must be a non-empty identifier "
+                "(letters, digits, '_', '.', '-'; not starting with a digit)"
+            )
+        if self.runtime not in RUNTIMES:
+            raise ConfigError(format_choice_error("target.runtime", self.runtime, list(RUNTIMES)))
+        if self.precision not in PRECISIONS:
+            raise ConfigError(
+                format_choice_error("target.precision", self.precision, list(PRECISIONS))
+            )
+        _check_positive_int("target.threads", self.threads)
+        _check_positive_int("target.batch_size", self.batch_size)
+        if self.resolution is not None:
+            _check_positive_int("target.resolution", self.resolution)
+        if self.resource is not None and (not isinstance(self.resource, str) or not self.resource):
+            raise ConfigError(f"target.resource={self.resource!r} must be a non-empty string")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> HardwareTarget:
+        """Build from a mapping (an experiment file's ``[[targets]]``); unknown keys raise."""
+        allowed = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(data) - set(allowed))
+        if unknown:
+            raise ConfigError(f"target keys {unknown} are not among {allowed}")
+        if "name" not in data:
+            raise ConfigError(f"a target needs a 'name'; given keys {sorted(data)}")
+        return cls(**data)  # type: ignore[arg-type]
+
+    def to_dict(self) -> dict[str, object]:
+        return dataclasses.asdict(self)
+
+    def input_shape(self, in_channels: int, default_resolution: int) -> tuple[int, int, int, int]:
+        """``(batch, channels, R, R)`` with this target's resolution or the given default."""
+        r = self.resolution or default_resolution
+        return (self.batch_size, in_channels, r, r)
+
+    @property
+    def ray_resources(self) -> dict[str, float]:
+        """Custom Ray resources a measurement task needs (empty: any node)."""
+        return {self.resource: 1.0} if self.resource else {}
+
+
+def builtin_targets() -> tuple[HardwareTarget, ...]:
+    """Targets for the machine running the measurement, one thread each (stable timings)."""
+    return (
+        HardwareTarget("cpu_fp32", runtime="torch", precision="fp32"),
+        HardwareTarget("cpu_int8", runtime="torch", precision="int8"),
+        HardwareTarget("ort_fp32", runtime="onnxruntime", precision="fp32"),
+        HardwareTarget("ort_int8", runtime="onnxruntime", precision="int8"),
+    )
+
+
+@dataclass(frozen=True)
+class TargetRegistry:
+    """An immutable name → :class:`HardwareTarget` table; duplicate names raise."""
+
+    targets: tuple[HardwareTarget, ...]
+
+    def __post_init__(self) -> None:
+        names = [t.name for t in self.targets]
+        duplicated = sorted({n for n in names if names.count(n) > 1})
+        if duplicated:
+            raise ConfigError(f"target names {duplicated} are declared more than once")
+
+    def names(self) -> list[str]:
+        return sorted(t.name for t in self.targets)
+
+    def get(self, name: str) -> HardwareTarget:
+        """The target called ``name``; unknown names raise naming the allowed ones."""
+        for target in self.targets:
+            if target.name == name:
+                return target
+        raise ConfigError(format_choice_error("target", name, self.names()))
+
+    def resolve(self, names: Iterable[str]) -> tuple[HardwareTarget, ...]:
+        """Look several names up at once (fails on the first unknown one, before any work)."""
+        return tuple(self.get(n) for n in names)
+
+    def extended(self, targets: Iterable[HardwareTarget | Mapping[str, object]]) -> TargetRegistry:
+        """A new registry with user targets added (plain mappings are validated first)."""
+        extra = tuple(
+            t if isinstance(t, HardwareTarget) else HardwareTarget.from_dict(t) for t in targets
+        )
+        return TargetRegistry(self.targets + extra)
+
+    def __iter__(self) -> Iterator[HardwareTarget]:
+        return iter(self.targets)
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __contains__(self, name: object) -> bool:
+        return any(t.name == name for t in self.targets)
+
+
+def default_registry() -> TargetRegistry:
+    """The built-in targets (see :func:`builtin_targets`)."""
+    return TargetRegistry(builtin_targets())
+
+
+__all__ = [
+    "PRECISIONS",
+    "RUNTIMES",
+    "HardwareTarget",
+    "Precision",
+    "Runtime",
+    "TargetRegistry",
+    "builtin_targets",
+    "default_registry",
+]
