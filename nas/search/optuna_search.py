@@ -1,9 +1,9 @@
 """OptunaSearcher: Optuna's multi-objective samplers through ``study.ask`` / ``study.tell``.
 
 Ordered dimensions become an ``IntDistribution`` over the option index (the sampler sees the
-order); unordered ones a ``CategoricalDistribution`` over the options. Constraints are stored
-in each trial's user attributes and handed to the sampler's ``constraints_func`` (Optuna's
-``<= 0`` feasible convention).
+order); unordered ones a ``CategoricalDistribution`` over the options. Constraints go through
+``Trial.set_constraint`` (Optuna 5's replacement for the samplers' ``constraints_func``, same
+``<= 0`` feasible convention); the constrained samplers read them back from each trial.
 
 Resume goes through the ResultStore like every searcher: a fresh in-memory study with the same
 seed is replayed from stored results. Pass ``storage`` (e.g.
@@ -20,7 +20,7 @@ import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, IntDistribution
 from optuna.samplers import BaseSampler, NSGAIISampler, TPESampler
 from optuna.storages import BaseStorage
-from optuna.trial import FrozenTrial, Trial
+from optuna.trial import Trial
 
 from nas.errors import ConfigError, format_choice_error
 from nas.search.objectives import SearchProblem
@@ -28,11 +28,6 @@ from nas.subnet import SubnetConfig
 
 OptunaAlgorithm = Literal["nsga2", "tpe"]
 OPTUNA_ALGORITHMS: tuple[str, ...] = ("nsga2", "tpe")
-CONSTRAINTS_ATTR = "nas.constraints"
-
-
-def _constraints(trial: FrozenTrial) -> Sequence[float]:
-    return trial.user_attrs[CONSTRAINTS_ATTR]
 
 
 class OptunaSearcher:
@@ -76,20 +71,16 @@ class OptunaSearcher:
             raise ConfigError(f"batch_size={batch_size!r} must be >= 1")
         self._problem = problem
         self._space = problem.space
-        constraints_func = _constraints if problem.constraints else None
         sampler: BaseSampler
         if algorithm == "nsga2":
             if population_size < 2:
                 raise ConfigError(f"population_size={population_size!r} must be >= 2")
-            sampler = NSGAIISampler(
-                population_size=population_size, seed=seed, constraints_func=constraints_func
-            )
+            sampler = NSGAIISampler(population_size=population_size, seed=seed)
         else:
             sampler = TPESampler(
                 seed=seed,
                 multivariate=True,
                 n_startup_trials=n_startup_trials,
-                constraints_func=constraints_func,
             )
         self._study = optuna.create_study(
             storage=storage,
@@ -105,6 +96,12 @@ class OptunaSearcher:
             for d in self._space.dims
         }
         self._batch_size = batch_size
+        self._constraint_names = [
+            f"{c.key}{op}"
+            for c in problem.constraints
+            for op, b in (("<=", c.upper), (">=", c.lower))
+            if b is not None
+        ]
         self._pending: list[Trial] = []
 
     @property
@@ -157,7 +154,8 @@ class OptunaSearcher:
             G = np.asarray(constraints, dtype=float).reshape(n, self._problem.n_constr)
         for i, trial in enumerate(self._pending[:n]):
             if G is not None:
-                trial.set_user_attr(CONSTRAINTS_ATTR, [float(g) for g in G[i]])
+                for name, g in zip(self._constraint_names, G[i], strict=True):
+                    trial.set_constraint(name, float(g))
             self._study.tell(trial, [float(f) for f in F[i]])
         for trial in self._pending[n:]:  # cut at the budget: never evaluated
             self._study.tell(trial, state=optuna.trial.TrialState.FAIL)
