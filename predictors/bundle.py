@@ -1,0 +1,288 @@
+"""Predictors: several metric predictors of one space answered together, plus a Pareto archive.
+
+A bundle directory holds one saved predictor per metric and an optional archive::
+
+    bundle.json           # format, space fingerprint, predictor names, archive file
+    top1/                 # a predictor directory (see predictors.persistence)
+    latency_ms@cpu_fp32/
+    pareto.jsonl          # optional: {"config": {...}, "metrics": {...}} per line
+
+``best`` answers "the best subnet under L ms on target T" from the archive, so it is exact with
+respect to the archive and needs no search at query time.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nas.errors import ConfigError, IncompatibleArtifactError, format_choice_error
+from nas.pareto import non_dominated
+from nas.space import SearchSpace
+from nas.subnet import SubnetConfig
+from predictors.persistence import load_predictor, refuse_unsafe_files, save_predictor
+from predictors.predictor import ConfigLike, Predictor
+from predictors.quality import write_json_atomic
+
+BUNDLE_FILE = "bundle.json"
+ARCHIVE_FILE = "pareto.jsonl"
+LATENCY_METRIC = "latency_ms"
+
+
+class Predictors:
+    """Metric predictors sharing one search space, keyed by ``metric`` or ``metric@target``.
+
+    Args:
+        predictors: The predictors; their names must be distinct and spaces identical.
+        archive: Optional Pareto archive, records ``{"config": {...}, "metrics": {...}}``.
+
+    Example:
+        >>> import search_spaces
+        >>> from predictors.models import make_predictor
+        >>> space = search_spaces.get("nas_bench_201")
+        >>> X = space.encode_many(space.sample_many(60, np.random.default_rng(0)))
+        >>> lat = Predictor(space, make_predictor(space, kind="ridge").fit(X, 1 + (X == 3).sum(1)),
+        ...                 metric="latency_ms", target="cpu")
+        >>> acc = Predictor(space, make_predictor(space, kind="ridge").fit(X, (X > 1).sum(1)),
+        ...                 metric="top1")
+        >>> bundle = Predictors([acc, lat])
+        >>> sorted(bundle.predict([space.largest()])[0])
+        ['latency_ms@cpu', 'top1']
+    """
+
+    def __init__(
+        self,
+        predictors: Sequence[Predictor],
+        *,
+        archive: Sequence[Mapping[str, Any]] | None = None,
+    ) -> None:
+        if not predictors:
+            raise ConfigError("a Predictors bundle needs at least one predictor")
+        names = [p.name for p in predictors]
+        duplicated = sorted({n for n in names if names.count(n) > 1})
+        if duplicated:
+            raise ConfigError(f"predictor names must be distinct; duplicated: {duplicated}")
+        fingerprints = {p.space_fingerprint for p in predictors}
+        if len(fingerprints) != 1:
+            raise IncompatibleArtifactError(
+                "predictors of one bundle must share a search space; fingerprints: "
+                + ", ".join(f"{p.name}={p.space_fingerprint}" for p in predictors)
+            )
+        self._predictors: dict[str, Predictor] = {p.name: p for p in predictors}
+        self.space: SearchSpace = predictors[0].space
+        self.space_fingerprint: str = predictors[0].space_fingerprint
+        self.archive: list[dict[str, Any]] = (
+            [self._check_record(i, r) for i, r in enumerate(archive)] if archive else []
+        )
+
+    # -- introspection ----------------------------------------------------------------------------
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Predictor names, e.g. ``("top1", "latency_ms@cpu_fp32")``."""
+        return tuple(self._predictors)
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        """Hardware targets with a latency in the archive or among the predictors."""
+        found = {p.target for p in self._predictors.values() if p.metric == LATENCY_METRIC}
+        for record in self.archive:
+            for key in record["metrics"]:
+                metric, _, target = key.partition("@")
+                if metric == LATENCY_METRIC and target:
+                    found.add(target)
+        return tuple(sorted(t for t in found if t))
+
+    def __getitem__(self, name: str) -> Predictor:
+        if name not in self._predictors:
+            raise ConfigError(format_choice_error("metric", name, list(self.names)))
+        return self._predictors[name]
+
+    def __len__(self) -> int:
+        return len(self._predictors)
+
+    def _check_record(self, index: int, record: Mapping[str, Any]) -> dict[str, Any]:
+        if not isinstance(record, Mapping) or set(record) != {"config", "metrics"}:
+            raise ConfigError(
+                f"archive[{index}] must have exactly the keys ['config', 'metrics'], got "
+                f"{sorted(record) if isinstance(record, Mapping) else type(record).__name__}"
+            )
+        config = self.space.validate(record["config"])
+        metrics = {str(k): float(v) for k, v in dict(record["metrics"]).items()}
+        return {"config": config.to_dict(), "metrics": metrics}
+
+    # -- queries ----------------------------------------------------------------------------------
+    def predict(
+        self,
+        configs: Sequence[ConfigLike],
+        *,
+        metrics: Sequence[str] | None = None,
+        return_std: bool = False,
+    ) -> list[dict[str, float]]:
+        """One dict per config: metric name → prediction (and ``<name>_std`` if ``return_std``).
+
+        ``return_std`` adds the std only for predictors that support it (kind ``ensemble``).
+        """
+        selected = [self[m] for m in metrics] if metrics is not None else self._predictors.values()
+        selected = list(selected)
+        if not selected:
+            raise ConfigError(f"metrics=[] selects nothing; allowed: {list(self.names)}")
+        X = selected[0].encode(configs)
+        columns: dict[str, np.ndarray] = {}
+        for predictor in selected:
+            if return_std and predictor.supports_std:
+                mean, std = predictor.predict_encoded(X, return_std=True)
+                columns[predictor.name] = mean
+                columns[f"{predictor.name}_std"] = std
+            else:
+                columns[predictor.name] = predictor.predict_encoded(X)
+        keys = list(columns)
+        matrix = np.column_stack([columns[k] for k in keys]) if len(X) else np.zeros((0, 0))
+        return [dict(zip(keys, map(float, row), strict=True)) for row in matrix]
+
+    def best(
+        self,
+        *,
+        target: str,
+        max_latency_ms: float,
+        objective: str = "top1",
+    ) -> dict[str, Any] | None:
+        """Archive entry maximising ``objective`` with ``latency_ms@target <= max_latency_ms``.
+
+        Returns:
+            ``{"config": {...}, "metrics": {...}}``, or ``None`` if no entry meets the bound.
+        """
+        if not self.archive:
+            raise ConfigError(
+                f"this bundle has no Pareto archive ({ARCHIVE_FILE}); build one with "
+                "predictors.bundle.build_archive or store the search's front"
+            )
+        if not math.isfinite(max_latency_ms) or max_latency_ms <= 0:
+            raise ConfigError(f"max_latency_ms={max_latency_ms!r} must be a positive number")
+        latency_key = f"{LATENCY_METRIC}@{target}"
+        available = sorted(
+            {k.partition("@")[2] for r in self.archive for k in r["metrics"] if "@" in k}
+        )
+        if not any(latency_key in r["metrics"] for r in self.archive):
+            raise ConfigError(format_choice_error("target", target, available))
+        objectives = sorted({k for r in self.archive for k in r["metrics"]})
+        if not any(objective in r["metrics"] for r in self.archive):
+            raise ConfigError(format_choice_error("objective", objective, objectives))
+        feasible = [
+            r
+            for r in self.archive
+            if latency_key in r["metrics"]
+            and objective in r["metrics"]
+            and r["metrics"][latency_key] <= max_latency_ms
+        ]
+        if not feasible:
+            return None
+        # Highest objective; ties go to the lower latency.
+        best = max(feasible, key=lambda r: (r["metrics"][objective], -r["metrics"][latency_key]))
+        return {"config": dict(best["config"]), "metrics": dict(best["metrics"])}
+
+    # -- persistence ------------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write every predictor, the archive (if any) and ``bundle.json``."""
+        directory = Path(path)
+        directory.mkdir(parents=True, exist_ok=True)
+        for name, predictor in self._predictors.items():
+            save_predictor(predictor, directory / name)
+        if self.archive:
+            write_archive(directory / ARCHIVE_FILE, self.archive)
+        write_json_atomic(
+            directory / BUNDLE_FILE,
+            {
+                "format": "nas-predictors",
+                "space_fingerprint": self.space_fingerprint,
+                "predictors": list(self.names),
+                "archive": ARCHIVE_FILE if self.archive else None,
+            },
+        )
+        return directory
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], *, space: SearchSpace | None = None) -> Predictors:
+        """Load a bundle saved by :meth:`save` (each predictor via ``load_predictor``)."""
+        directory = Path(path)
+        index_path = directory / BUNDLE_FILE
+        if not index_path.is_file():
+            raise ConfigError(f"{directory} is not a predictor bundle: {BUNDLE_FILE} is missing")
+        refuse_unsafe_files(directory)
+        index = json.loads(index_path.read_text())
+        if not isinstance(index, dict) or index.get("format") != "nas-predictors":
+            raise ConfigError(f"{index_path} is not a bundle index (format != 'nas-predictors')")
+        loaded = [load_predictor(directory / name, space=space) for name in index["predictors"]]
+        for predictor in loaded:
+            if predictor.space_fingerprint != index["space_fingerprint"]:
+                raise IncompatibleArtifactError(
+                    f"{directory / predictor.name}: space fingerprint "
+                    f"{predictor.space_fingerprint} differs from the bundle's "
+                    f"{index['space_fingerprint']}"
+                )
+        archive = None
+        if index.get("archive"):
+            archive = read_archive(directory / str(index["archive"]))
+        return cls(loaded, archive=archive)
+
+
+def write_archive(path: str | os.PathLike[str], records: Sequence[Mapping[str, Any]]) -> Path:
+    """Write archive records as JSONL atomically."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            for record in records:
+                fh.write(json.dumps(record, separators=(",", ":"), allow_nan=False) + "\n")
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def read_archive(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Read archive records from JSONL (blank lines ignored)."""
+    records = []
+    for lineno, line in enumerate(Path(path).read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{path}:{lineno} is not valid JSON: {exc}") from exc
+    return records
+
+
+def build_archive(
+    bundle: Predictors,
+    configs: Sequence[SubnetConfig],
+    *,
+    objective: str = "top1",
+) -> list[dict[str, Any]]:
+    """Predicted Pareto archive: per latency target, the (max objective, min latency) front.
+
+    The union of the per-target fronts (pymoo non-dominated sorting via :mod:`nas.pareto`) holds
+    the answer of :meth:`Predictors.best` for every latency bound on every target.
+    """
+    latency_names = [n for n in bundle.names if n.startswith(f"{LATENCY_METRIC}@")]
+    if objective not in bundle.names:
+        raise ConfigError(format_choice_error("objective", objective, list(bundle.names)))
+    if not latency_names:
+        raise ConfigError(f"the bundle has no '{LATENCY_METRIC}@<target>' predictor")
+    predictions = bundle.predict(configs)
+    keep: set[int] = set()
+    for latency in latency_names:
+        F = np.array([[-p[objective], p[latency]] for p in predictions])
+        keep.update(int(i) for i in non_dominated(F))
+    return [
+        {"config": bundle.space.validate(configs[i]).to_dict(), "metrics": predictions[i]}
+        for i in sorted(keep)
+    ]

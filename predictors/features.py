@@ -1,0 +1,169 @@
+"""Features of encoded configs: a stock scikit-learn transformer built from a search space.
+
+The input is the integer matrix of :meth:`SearchSpace.encode_many` (one option index per
+dimension), so pipelines stay cheap to fit, clone and persist. Three stock steps do the work:
+
+1. ``mask``: a :class:`~sklearn.preprocessing.FunctionTransformer` that sets the index of every
+   dimension of a block skipped by elastic depth (``Choice.active_if``) to ``-1``;
+2. ``ordinal``: ordered dimensions become the option value divided by the largest option
+   (``kernel 3/5/7 → 0.43/0.71/1``; non-numeric ordered options use ``(index + 1) / n``), and
+   ``-1`` becomes ``0``;
+3. ``onehot``: unordered dimensions (and every dimension with ``encoding="onehot"``) go through a
+   :class:`~sklearn.preprocessing.OneHotEncoder` whose ``-1`` category is dropped, so a skipped
+   block is all zeros, as in Once-for-All's accuracy-predictor encoder.
+
+Dimensions with a single option carry no information and are left out.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, get_args
+
+import numpy as np
+from sklearn.compose import ColumnTransformer
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import FunctionTransformer, OneHotEncoder
+
+from nas.errors import ConfigError, format_choice_error
+from nas.space import SearchSpace
+
+Encoding = Literal["ordinal", "onehot"]
+ENCODINGS: tuple[str, ...] = get_args(Encoding)
+INACTIVE = -1
+
+
+def mask_inactive(X: np.ndarray, gates: list[list[object]]) -> np.ndarray:
+    """Set inactive dimensions to ``-1``.
+
+    Args:
+        X: Option indices, shape ``(n, n_dims)``.
+        gates: ``[column, depth_column, active_by_depth_index]`` per gated dimension, where
+            ``active_by_depth_index[i]`` says whether the column is active when the depth
+            dimension has option index ``i``.
+    """
+    out = np.array(X, dtype=np.int64, copy=True)
+    for column, depth_column, active_by_index in gates:
+        active = np.asarray(active_by_index, dtype=bool)[out[:, depth_column]]  # type: ignore[index]
+        out[~active, column] = INACTIVE  # type: ignore[index]
+    return out
+
+
+def scale_ordinal(X: np.ndarray, tables: list[list[float]]) -> np.ndarray:
+    """Map option indices to scaled option values per column; ``-1`` (inactive) becomes 0.
+
+    Args:
+        X: Option indices of the selected columns, shape ``(n, len(tables))``.
+        tables: Per column, the scaled value of each option index.
+    """
+    X = np.asarray(X, dtype=np.int64)
+    width = max((len(t) for t in tables), default=0) + 1
+    lookup = np.zeros((len(tables), width))
+    for c, table in enumerate(tables):
+        lookup[c, 1 : len(table) + 1] = table
+    return lookup[np.arange(len(tables))[None, :], X + 1]
+
+
+def _scaled_values(options: tuple[object, ...]) -> list[float]:
+    numeric = all(isinstance(o, int | float) and not isinstance(o, bool) for o in options)
+    if numeric:
+        top = max(abs(float(o)) for o in options)  # type: ignore[arg-type]
+        if top > 0:
+            return [float(o) / top for o in options]  # type: ignore[arg-type]
+    n = len(options)
+    return [(i + 1) / n for i in range(n)]
+
+
+def feature_columns(space: SearchSpace, encoding: Encoding = "ordinal") -> dict[str, list[int]]:
+    """Which encoded columns go to the ``ordinal`` and ``onehot`` steps."""
+    if encoding not in ENCODINGS:
+        raise ConfigError(format_choice_error("encoding", encoding, list(ENCODINGS)))
+    ordinal: list[int] = []
+    onehot: list[int] = []
+    for i, dim in enumerate(space.dims):
+        if len(dim.options) < 2:
+            continue
+        if dim.ordered and encoding == "ordinal":
+            ordinal.append(i)
+        else:
+            onehot.append(i)
+    return {"ordinal": ordinal, "onehot": onehot}
+
+
+def make_features(space: SearchSpace, *, encoding: Encoding = "ordinal") -> Pipeline:
+    """Transformer from encoded configs (``space.encode_many``) to a dense float feature matrix.
+
+    Args:
+        space: The search space whose encodings the transformer receives.
+        encoding: ``"ordinal"`` scales ordered dimensions and one-hot encodes unordered ones;
+            ``"onehot"`` one-hot encodes every dimension (Once-for-All's encoder).
+
+    Example:
+        >>> import search_spaces
+        >>> space = search_spaces.get("nas_bench_201")
+        >>> X = space.encode_many([space.smallest(), space.largest()])
+        >>> make_features(space).fit_transform(X).shape
+        (2, 30)
+    """
+    names = space.names
+    gates: list[list[object]] = []
+    for i, dim in enumerate(space.dims):
+        if dim.active_if is not None:
+            depth_name, j = dim.active_if
+            depth_column = names.index(depth_name)
+            depth_options = space.dims[depth_column].options
+            active = [float(v) > j for v in depth_options]  # type: ignore[arg-type]
+            gates.append([i, depth_column, active])
+    columns = feature_columns(space, encoding)
+    transformers: list[tuple[str, object, list[int]]] = []
+    if columns["ordinal"]:
+        tables = [_scaled_values(space.dims[i].options) for i in columns["ordinal"]]
+        transformers.append(
+            (
+                "ordinal",
+                FunctionTransformer(
+                    scale_ordinal, kw_args={"tables": tables}, feature_names_out="one-to-one"
+                ),
+                columns["ordinal"],
+            )
+        )
+    if columns["onehot"]:
+        categories = [list(range(INACTIVE, len(space.dims[i].options))) for i in columns["onehot"]]
+        transformers.append(
+            (
+                "onehot",
+                OneHotEncoder(
+                    categories=categories,
+                    drop=[INACTIVE] * len(categories),
+                    sparse_output=False,
+                    dtype=np.float64,
+                ),
+                columns["onehot"],
+            )
+        )
+    if not transformers:
+        raise ConfigError(f"search space {space.name!r} has no dimension with two or more options")
+    return Pipeline(
+        [
+            (
+                "mask",
+                FunctionTransformer(
+                    mask_inactive, kw_args={"gates": gates}, feature_names_out="one-to-one"
+                ),
+            ),
+            ("columns", ColumnTransformer(transformers, remainder="drop")),
+        ]
+    )
+
+
+def feature_schema(space: SearchSpace, encoding: Encoding = "ordinal") -> dict[str, object]:
+    """JSON description of the features (stored in a predictor's manifest)."""
+    columns = feature_columns(space, encoding)
+    return {
+        "encoding": encoding,
+        "input": "option indices in dimension order (SearchSpace.encode_many)",
+        "ordinal": [space.names[i] for i in columns["ordinal"]],
+        "onehot": [space.names[i] for i in columns["onehot"]],
+        "masked_by_depth": [d.name for d in space.dims if d.active_if is not None],
+        "n_features": len(columns["ordinal"])
+        + sum(len(space.dims[i].options) for i in columns["onehot"]),
+    }
