@@ -7,6 +7,8 @@ from typing import TypeVar
 
 import ray
 
+from nas.execution.placement import check_resources, ensure_ray
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -35,14 +37,12 @@ class RayExecutor:
         self.address = address
         self.max_in_flight = max_in_flight
 
-    def _ensure_ray(self) -> None:
-        if not ray.is_initialized():
-            ray.init(address=self.address, include_dashboard=False, log_to_driver=False)
-
     def map(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
+        """Run ``fn`` on every item as Ray tasks; a missing node resource raises before any."""
+        ensure_ray(self.address)
+        check_resources(self.resources)
         if not items:
             return []
-        self._ensure_ray()
         remote_fn = ray.remote(num_cpus=self.num_cpus, resources=self.resources or None)(_call)
         fn_ref = ray.put(fn)
         limit = self.max_in_flight or len(items)
@@ -56,3 +56,6 @@ class RayExecutor:
 
 def _call(fn: Callable[[T], R], item: T) -> R:
     return fn(item)
+
+
+__all__ = ["RayExecutor"]

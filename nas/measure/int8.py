@@ -30,6 +30,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from nas.static import Subnet
+
 QUANTIZED_ENGINE = "x86"
 
 
@@ -116,20 +118,55 @@ def quantized_engine(engine: str = QUANTIZED_ENGINE) -> Iterator[None]:
         torch.backends.quantized.engine = previous
 
 
+class GlobalAvgPool(nn.Module):
+    """Mean over the spatial dimensions, kept in float by :func:`quantize_torch_int8`.
+
+    torch's quantized ``mean`` fails on 1×1 feature maps ("required rank 4 tensor to use
+    channels_last format", torch 2.13), so int8 torch models dequantize before pooling; the
+    pooled features and the classifier (a tiny share of the compute) run in float.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(2, 3))
+
+
+class PooledSubnet(nn.Module):
+    """An exported :class:`~nas.static.Subnet` rewritten with an explicit pooling module."""
+
+    def __init__(self, subnet: Subnet) -> None:
+        super().__init__()
+        self.body = nn.Sequential(subnet.stem, subnet.blocks, subnet.head)
+        self.pool = GlobalAvgPool()
+        self.classifier = subnet.classifier
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.pool(self.body(x)))
+
+
 def quantize_torch_int8(module: nn.Module, calibration: Sequence[torch.Tensor]) -> nn.Module:
     """Post-training static int8 quantization of a static module with torch's FX workflow.
 
-    The result must run inside :func:`quantized_engine` (its packed weights are x86-specific).
+    A :class:`~nas.static.Subnet` is first rewritten as a :class:`PooledSubnet`; pooling and
+    the classifier stay in float (see :class:`GlobalAvgPool`). The result must run inside
+    :func:`quantized_engine` (its packed weights are x86-specific).
     """
     from torch.ao.quantization import get_default_qconfig_mapping
+    from torch.ao.quantization.fx.custom_config import PrepareCustomConfig
     from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 
     if not calibration:
         raise ValueError("calibration needs at least one input batch")
     model = copy.deepcopy(module).eval()
+    if isinstance(model, Subnet):
+        model = PooledSubnet(model)
+    qconfig_mapping = get_default_qconfig_mapping(QUANTIZED_ENGINE)
+    qconfig_mapping.set_object_type(GlobalAvgPool, None)
+    if isinstance(model, PooledSubnet):
+        qconfig_mapping.set_module_name("classifier", None)
+    custom = PrepareCustomConfig().set_non_traceable_module_classes([GlobalAvgPool])
     with _quiet_quantizer(), quantized_engine():
         prepared = prepare_fx(
-            model, get_default_qconfig_mapping(QUANTIZED_ENGINE), (calibration[0],)
+            model, qconfig_mapping, (calibration[0],), prepare_custom_config=custom
         )
         with torch.no_grad():
             for batch in calibration:
@@ -145,4 +182,11 @@ def is_int8_graph(path: str | Path) -> bool:
     return bool(ops & {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "ConvInteger"})
 
 
-__all__ = ["is_int8_graph", "quantize_onnx_int8", "quantize_torch_int8", "quantized_engine"]
+__all__ = [
+    "GlobalAvgPool",
+    "PooledSubnet",
+    "is_int8_graph",
+    "quantize_onnx_int8",
+    "quantize_torch_int8",
+    "quantized_engine",
+]
