@@ -21,17 +21,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from nas.errors import ConfigError, format_choice_error
+from nas.measure.targets import HardwareTarget
 
 T = TypeVar("T")
 
 DATA_KINDS: tuple[str, ...] = ("digits", "npz", "folder")
-SEARCH_ALGORITHMS: tuple[str, ...] = (
-    "pymoo-nsga2",
-    "pymoo-agemoea",
-    "optuna-nsga2",
-    "optuna-tpe",
-    "random",
-)
 PREDICTOR_KINDS: tuple[str, ...] = ("ridge", "rf", "gbr", "mlp", "ensemble")
 
 
@@ -103,19 +97,6 @@ class RaySpec:
 
 
 @dataclass(frozen=True)
-class TargetSpec:
-    """A user-declared hardware target (fields as in ``nas.measure.targets.HardwareTarget``)."""
-
-    name: str
-    runtime: str = "torch"
-    precision: str = "fp32"
-    threads: int = 1
-    batch_size: int = 1
-    resolution: int | None = None
-    resource: str | None = None
-
-
-@dataclass(frozen=True)
 class MeasureSpec:
     """Which targets to measure and how many subnets build the predictors' data set."""
 
@@ -157,22 +138,22 @@ class SearchSpec:
     objectives: tuple[str, ...] = ("top1:max", "latency_ms@cpu_fp32:min")
     constraints: tuple[str, ...] = ()
     budget: int = 300
-    population: int = 24
     use_predictors: bool = True
 
     def __post_init__(self) -> None:
-        _check_choice("search.algorithm", self.algorithm, SEARCH_ALGORITHMS)
+        import nas.search
+        from nas.search.objectives import Constraint, Objective
+
+        _check_choice("search.algorithm", self.algorithm, tuple(nas.search.names()))
         if len(self.objectives) < 2:
             raise ConfigError(
                 f"search.objectives={list(self.objectives)!r} needs at least 2 objectives"
             )
+        for text in self.objectives:
+            Objective.parse(text)
+        for text in self.constraints:
+            Constraint.parse(text)
         _check_positive("search.budget", self.budget)
-        _check_positive("search.population", self.population)
-        if self.population > self.budget:
-            raise ConfigError(
-                f"search.population={self.population} exceeds search.budget={self.budget}; "
-                "the first generation alone would not fit"
-            )
 
 
 @dataclass(frozen=True)
@@ -217,7 +198,7 @@ class ExperimentSpec:
     data: DataSpec = field(default_factory=DataSpec)
     train: TrainSpec = field(default_factory=TrainSpec)
     ray: RaySpec = field(default_factory=RaySpec)
-    targets: tuple[TargetSpec, ...] = ()
+    targets: tuple[HardwareTarget, ...] = ()
     measure: MeasureSpec = field(default_factory=MeasureSpec)
     predictors: PredictorSpec = field(default_factory=PredictorSpec)
     search: SearchSpec = field(default_factory=SearchSpec)
@@ -269,14 +250,22 @@ class ExperimentSpec:
             elif key == "targets":
                 if not isinstance(value, list):
                     raise ConfigError(f"targets must be an array of tables, got {value!r}")
-                kwargs[key] = tuple(
-                    _build(TargetSpec, t, f"targets[{i}].") for i, t in enumerate(value)
-                )
+                kwargs[key] = tuple(_target(i, t) for i, t in enumerate(value))
             else:
                 kwargs[key] = value
         kwargs.setdefault("name", default_name)
         kwargs.setdefault("output_dir", f"runs/{kwargs['name']}")
         return cls(**kwargs)
+
+
+def _target(index: int, data: Any) -> HardwareTarget:
+    """A user-declared hardware target, validated by ``HardwareTarget`` itself."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"targets[{index}] must be a table, got {data!r}")
+    try:
+        return HardwareTarget.from_dict(data)
+    except ConfigError as exc:
+        raise ConfigError(f"targets[{index}]: {exc}") from exc
 
 
 def _tuples(options: dict[str, Any]) -> dict[str, Any]:

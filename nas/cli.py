@@ -1,0 +1,200 @@
+"""Command line: ``nas run SPEC`` and the stages, predictor queries, serving and cluster launch.
+
+This is the only module that reads argv, files named on the command line and the environment;
+everything below it receives plain arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from nas.errors import ConfigError, IncompatibleArtifactError, UnsafeFileError
+
+STAGE_COMMANDS = {
+    "train": "train",
+    "measure": "measure",
+    "fit": "predictors",
+    "search": "search",
+    "export": "export",
+}
+
+
+def _load_spec(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from nas.config import ExperimentSpec
+
+    spec = ExperimentSpec.from_toml(args.spec)
+    if getattr(args, "address", None):
+        spec = dataclasses.replace(spec, ray=dataclasses.replace(spec.ray, address=args.address))
+    if getattr(args, "workers", None):
+        spec = dataclasses.replace(
+            spec, ray=dataclasses.replace(spec.ray, num_workers=args.workers)
+        )
+    return spec
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from nas.pipeline import STAGE_FUNCTIONS, run_experiment
+
+    spec = _load_spec(args)
+    stages = list(STAGE_FUNCTIONS)
+    if args.command in STAGE_COMMANDS:
+        stages = stages[: stages.index(STAGE_COMMANDS[args.command]) + 1]
+    exp = run_experiment(spec, stages=stages, output_dir=args.output_dir, force=args.force)
+    if stages[-1] == "export":
+        _print_summary(exp.root)
+    print(f"outputs: {exp.root}")
+    return 0
+
+
+def _print_summary(root: Path) -> None:
+    import pandas as pd
+
+    front = root / "export" / "front.csv"
+    if not front.exists():
+        return
+    table = pd.read_csv(front)
+    keep = [c for c in table.columns if c == "subnet" or c.endswith(".measured")]
+    keep += [c for c in table.columns if c.endswith(".predicted")]
+    print("\nPareto front (measured; predicted where searched on predictors):")
+    with pd.option_context("display.width", 160, "display.max_columns", 20):
+        print(table[list(dict.fromkeys(keep))].round(4).to_string(index=False))
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from nas.pipeline import resolve, train_config
+
+    spec = _load_spec(args)
+    resolve(spec)
+    train_config(spec)
+    print(f"{args.spec}: valid")
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from predictors.commands import parse_configs, predict_command
+
+    if (args.config is None) == (args.configs is None):
+        raise ConfigError("give exactly one of --config JSON or --configs FILE.jsonl")
+    text = args.config if args.config is not None else Path(args.configs).read_text()
+    rows = predict_command(args.predictors, parse_configs(text), return_std=args.std)
+    for row in rows:
+        print(json.dumps(row))
+    return 0
+
+
+def _cmd_best(args: argparse.Namespace) -> int:
+    from predictors.commands import best_command
+
+    best = best_command(
+        args.predictors, args.target, args.max_latency_ms, objective=args.objective
+    )
+    if best is None:
+        print(
+            f"no subnet in the archive meets latency_ms@{args.target} <= {args.max_latency_ms}",
+            file=sys.stderr,
+        )
+        return 1
+    print(json.dumps(best, indent=2))
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from predictors.commands import serve
+
+    serve(args.predictors, host=args.host, port=args.port)
+    return 0
+
+
+def _cmd_targets(args: argparse.Namespace) -> int:
+    from nas.measure.targets import default_registry
+
+    for target in default_registry():
+        print(json.dumps(dataclasses.asdict(target)))
+    return 0
+
+
+def _cmd_submit(args: argparse.Namespace) -> int:
+    from nas.execution.ray_jobs import submit_experiment
+
+    job_id = submit_experiment(
+        args.address, args.spec, working_dir=args.working_dir, wait=args.wait
+    )
+    print(job_id)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nas", description="Weight-sharing NAS: train, measure, predict, search, export."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def spec_command(name: str, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("spec", help="experiment spec (TOML), e.g. experiments/default.toml")
+        p.add_argument("--output-dir", help="overrides the spec's output_dir")
+        p.add_argument("--address", help="Ray cluster address (overrides ray.address)")
+        p.add_argument("--workers", type=int, help="Ray Train workers (overrides ray.num_workers)")
+        p.add_argument("--force", action="store_true", help="redo stages even if done")
+        p.set_defaults(func=_cmd_run)
+        return p
+
+    spec_command("run", "all stages: train → measure → fit → search → export")
+    spec_command("train", "train the supernet (Ray Train)")
+    spec_command("measure", "train, then measure the predictors' data set")
+    spec_command("fit", "… then fit the predictors")
+    spec_command("search", "… then search and measure the front")
+    spec_command("export", "… then export the Pareto front")
+    p = sub.add_parser("validate", help="check a spec without running anything")
+    p.add_argument("spec")
+    p.set_defaults(func=_cmd_validate)
+
+    p = sub.add_parser("predict", help="predict metrics of configs with a predictor bundle")
+    p.add_argument("--predictors", required=True, help="bundle directory")
+    p.add_argument("--config", help="one config as JSON, or a JSON list of configs")
+    p.add_argument("--configs", help="a JSONL file, one config per line")
+    p.add_argument("--std", action="store_true", help="add uncertainty where available")
+    p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("best", help="best archived subnet under a latency bound")
+    p.add_argument("--predictors", required=True)
+    p.add_argument("--target", required=True)
+    p.add_argument("--max-latency-ms", type=float, required=True)
+    p.add_argument("--objective", default="top1")
+    p.set_defaults(func=_cmd_best)
+
+    p = sub.add_parser("serve", help="serve a predictor bundle over HTTP (FastAPI)")
+    p.add_argument("--predictors", required=True)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.set_defaults(func=_cmd_serve)
+
+    p = sub.add_parser("targets", help="list the built-in hardware targets")
+    p.set_defaults(func=_cmd_targets)
+
+    p = sub.add_parser("submit", help="run `nas run SPEC` as a Ray job on a remote cluster")
+    p.add_argument("spec")
+    p.add_argument("--address", required=True, help="Ray dashboard address, http://head:8265")
+    p.add_argument("--working-dir", default=".", help="uploaded as the job's working dir")
+    p.add_argument("--wait", action="store_true", help="wait for the job and print its logs")
+    p.set_defaults(func=_cmd_submit)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``nas`` command; user errors exit with status 2 and one message."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (ConfigError, IncompatibleArtifactError, UnsafeFileError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
