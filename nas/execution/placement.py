@@ -10,7 +10,8 @@ while a measurement runs. Different nodes (e.g. a Raspberry Pi started with
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
 import ray
@@ -29,6 +30,21 @@ def ensure_ray(address: str | None = None) -> None:
     """Connect to (or start) Ray unless it is already initialised."""
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, log_to_driver=False)
+
+
+@contextlib.contextmanager
+def local_ray(*, num_cpus: int, resources: Mapping[str, float] | None = None) -> Iterator[None]:
+    """A local Ray instance with ``num_cpus`` CPUs for the duration of a block (benchmarks)."""
+    ray.init(
+        num_cpus=num_cpus,
+        resources=dict(resources or {}),
+        include_dashboard=False,
+        log_to_driver=False,
+    )
+    try:
+        yield
+    finally:
+        ray.shutdown()
 
 
 def check_resources(required: Mapping[str, float]) -> None:
@@ -126,4 +142,10 @@ def _call(fn: Callable[[T], R], item: T) -> R:
     return fn(item)
 
 
-__all__ = ["NodeExclusiveExecutor", "check_resources", "ensure_ray", "nodes_with"]
+__all__ = [
+    "NodeExclusiveExecutor",
+    "check_resources",
+    "ensure_ray",
+    "local_ray",
+    "nodes_with",
+]
