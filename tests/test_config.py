@@ -1,4 +1,4 @@
-"""Experiment specs: every bad key or value fails before any work, naming key and allowed values."""
+"""Experiment specs: bad keys or values fail before any work, naming key and allowed values."""
 
 from __future__ import annotations
 
