@@ -198,7 +198,9 @@ def save_predictor(  # noqa: D417
     directory.mkdir(parents=True, exist_ok=True)
     encoding = encoding_of(predictor.pipeline)
     model_path = directory / MODEL_FILE
-    _write_bytes_atomic(model_path, sio.dumps(predictor.pipeline))
+    _write_bytes_atomic(
+        model_path, sio.dumps(predictor.pipeline, compression=zipfile.ZIP_DEFLATED)
+    )
     untrusted = sorted(set(sio.get_untrusted_types(file=model_path)) - set(TRUSTED_TYPES))
     if untrusted:
         model_path.unlink()

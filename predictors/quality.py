@@ -95,9 +95,10 @@ class QualityReport:
             within = float(rel.mean())
         else:
             mape, within = math.nan, math.nan
+        constant = np.ptp(true) == 0 or np.ptp(pred) == 0  # rank correlations undefined
         return cls(
-            kendall_tau=_finite_or_nan(kendalltau(true, pred).statistic),
-            spearman=_finite_or_nan(spearmanr(true, pred).statistic),
+            kendall_tau=math.nan if constant else _finite_or_nan(kendalltau(true, pred).statistic),
+            spearman=math.nan if constant else _finite_or_nan(spearmanr(true, pred).statistic),
             mape=mape,
             rmse=float(root_mean_squared_error(true, pred)),
             within_10pct=within,

@@ -22,6 +22,15 @@ ConfigValue = StrictInt | StrictFloat | StrictStr
 MAX_BATCH = 10_000
 
 
+class PredictRequest(BaseModel):
+    """Configs to predict; each maps every dimension name of the space to a value."""
+
+    model_config = ConfigDict(extra="forbid")
+    configs: list[dict[str, ConfigValue]] = Field(min_length=1)
+    metrics: list[str] | None = Field(default=None, description="subset of metrics; default all")
+    return_std: bool = Field(default=False, description="add '<metric>_std' for ensembles")
+
+
 class PredictResponse(BaseModel):
     metrics: list[str]
     predictions: list[dict[str, float]]
@@ -54,18 +63,6 @@ def create_app(bundle: Predictors, *, max_batch: int = MAX_BATCH) -> FastAPI:
     if max_batch < 1:
         raise ConfigError(f"max_batch={max_batch!r} must be >= 1")
 
-    class PredictRequest(BaseModel):
-        """Configs to predict; each is a mapping of every dimension name to a value."""
-
-        model_config = ConfigDict(extra="forbid")
-        configs: list[dict[str, ConfigValue]] = Field(min_length=1, max_length=max_batch)
-        metrics: list[str] | None = Field(
-            default=None, description=f"subset of {list(bundle.names)}; default all"
-        )
-        return_std: bool = Field(
-            default=False, description="add '<metric>_std' for ensemble predictors"
-        )
-
     app = FastAPI(
         title="NAS predictors",
         description=(
@@ -76,6 +73,12 @@ def create_app(bundle: Predictors, *, max_batch: int = MAX_BATCH) -> FastAPI:
     )
 
     def _predict(request: PredictRequest) -> dict[str, Any]:
+        if len(request.configs) > max_batch:
+            raise _unprocessable(
+                ["body", "configs"],
+                f"configs has {len(request.configs)} items; at most {max_batch} per request",
+                "too_long",
+            )
         if request.metrics is not None:
             for i, metric in enumerate(request.metrics):
                 if metric not in bundle.names:
