@@ -84,7 +84,9 @@ def test_sigkill_resume_equals_uninterrupted(tmp_path: Path, name: str) -> None:
     proc.wait()
     assert proc.returncode == -signal.SIGKILL
     stored_keys = {e.config.key for e in ResultStore(store)}
-    assert KILL_AFTER <= len(stored_keys) < BUDGET
+    # the kill may land between an evaluation's log line and its store append: that one is
+    # not finished and may run again
+    assert KILL_AFTER - 1 <= len(stored_keys) < BUDGET
 
     resumed = _run(tmp_path, "resumed", store, name)
     clean = _run(tmp_path, "clean", tmp_path / "clean.jsonl", name)
