@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nas.quantization import fake_quant_weight
+
+_MEMO_SIZE = 16
 
 
 class ElasticConv2d(nn.Module):
@@ -45,6 +49,10 @@ class ElasticConv2d(nn.Module):
         if kernel_transform:
             for k in self.kernel_sizes[:-1]:
                 self.transforms[str(k)] = nn.Parameter(torch.eye(k * k))
+        # Inference-only memo of derived weights, keyed by shape, bits and the version counters
+        # of the source parameters (any in-place update, optimizer step or load_state_dict
+        # bumps them), so a stale entry can never be returned.
+        self._inference_weights: OrderedDict[tuple[int, ...], Tensor] = OrderedDict()
 
     def active_weight(self, in_channels: int, out_channels: int, kernel_size: int) -> Tensor:
         """The weight of the active sub-convolution (contiguous, so export copies it exactly)."""
@@ -76,11 +84,33 @@ class ElasticConv2d(nn.Module):
         in_channels = x.shape[1]
         if self.depthwise:
             out_channels = in_channels
-        weight = fake_quant_weight(
-            self.active_weight(in_channels, out_channels, kernel_size), weight_bits
-        )
+        if torch.is_grad_enabled():
+            weight = self.derived_weight(in_channels, out_channels, kernel_size, weight_bits)
+        else:
+            weight = self._memo_weight(in_channels, out_channels, kernel_size, weight_bits)
         groups = in_channels if self.depthwise else 1
         return F.conv2d(x, weight, None, self.stride, kernel_size // 2, 1, groups)
+
+    def derived_weight(
+        self, in_channels: int, out_channels: int, kernel_size: int, weight_bits: int
+    ) -> Tensor:
+        """Active weight, fake-quantized to ``weight_bits``."""
+        return fake_quant_weight(
+            self.active_weight(in_channels, out_channels, kernel_size), weight_bits
+        )
+
+    def _memo_weight(
+        self, in_channels: int, out_channels: int, kernel_size: int, weight_bits: int
+    ) -> Tensor:
+        versions = [self.weight._version] + [t._version for t in self.transforms.values()]
+        key = (in_channels, out_channels, kernel_size, weight_bits, *versions)
+        weight = self._inference_weights.get(key)
+        if weight is None:
+            weight = self.derived_weight(in_channels, out_channels, kernel_size, weight_bits)
+            self._inference_weights[key] = weight
+            if len(self._inference_weights) > _MEMO_SIZE:
+                self._inference_weights.popitem(last=False)
+        return weight
 
     @torch.no_grad()
     def export(
@@ -99,8 +129,5 @@ class ElasticConv2d(nn.Module):
             groups=groups,
             bias=False,
         )
-        weight = fake_quant_weight(
-            self.active_weight(in_channels, out_channels, kernel_size), weight_bits
-        )
-        conv.weight.copy_(weight)
+        conv.weight.copy_(self.derived_weight(in_channels, out_channels, kernel_size, weight_bits))
         return conv
