@@ -13,10 +13,17 @@ dimension), so pipelines stay cheap to fit, clone and persist. Three stock steps
    block is all zeros, as in Once-for-All's accuracy-predictor encoder.
 
 Dimensions with a single option carry no information and are left out.
+
+Cell spaces (every dimension named ``edge{j}<-{i}``, an operation on the edge from node ``i`` to
+node ``j`` of a DAG, with a ``"none"`` option, as NAS-Bench-201) get two more stock blocks when
+``cell_pruning`` is on: the one-hot of the *effective* operations (an edge counts only if it lies
+on a path from the input node to the output node; others become ``"none"``) and a flag for cells
+whose output is disconnected. The raw one-hot is kept, since hardware may still run dead edges.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Literal, get_args
 
 import numpy as np
@@ -63,6 +70,58 @@ def scale_ordinal(X: np.ndarray, tables: list[list[float]]) -> np.ndarray:
     return lookup[np.arange(len(tables))[None, :], X + 1]
 
 
+def prune_cell(X: np.ndarray, edges: list[list[int]], none_index: list[int]) -> np.ndarray:
+    """Set every edge that is not on an input→output path of the cell DAG to ``none``.
+
+    Args:
+        X: Operation indices, one column per edge, shape ``(n, len(edges))``.
+        edges: ``[to_node, from_node]`` per column; node 0 is the input, the largest the output.
+        none_index: Per column, the option index of ``"none"``.
+    """
+    X = np.asarray(X, dtype=np.int64)
+    n_nodes = max(max(e) for e in edges) + 1
+    alive = np.asarray(none_index)[None, :] != X
+    order = sorted(range(len(edges)), key=lambda k: (edges[k][0], edges[k][1]))
+    forward = np.zeros((len(X), n_nodes), dtype=bool)
+    forward[:, 0] = True
+    for k in order:  # edges sorted by target node: sources are final when visited
+        to, frm = edges[k]
+        forward[:, to] |= forward[:, frm] & alive[:, k]
+    backward = np.zeros((len(X), n_nodes), dtype=bool)
+    backward[:, n_nodes - 1] = True
+    for k in reversed(order):
+        to, frm = edges[k]
+        backward[:, frm] |= backward[:, to] & alive[:, k]
+    out = X.copy()
+    for k, (to, frm) in enumerate(edges):
+        effective = alive[:, k] & forward[:, frm] & backward[:, to]
+        out[~effective, k] = none_index[k]
+    return out
+
+
+def cell_disconnected(X: np.ndarray, edges: list[list[int]], none_index: list[int]) -> np.ndarray:
+    """``1.0`` where no path of non-``none`` edges joins the input to the output, else ``0.0``."""
+    pruned = prune_cell(X, edges, none_index)
+    return (pruned == np.asarray(none_index)[None, :]).all(axis=1, keepdims=True).astype(float)
+
+
+_EDGE = re.compile(r"^edge(\d+)<-(\d+)$")
+
+
+def cell_edges(space: SearchSpace) -> list[list[int]] | None:
+    """``[to, from]`` per dimension if ``space`` is a cell DAG space (module doc), else None."""
+    edges = []
+    for dim in space.dims:
+        match = _EDGE.match(dim.name)
+        if match is None or "none" not in dim.options or dim.active_if is not None:
+            return None
+        to, frm = int(match.group(1)), int(match.group(2))
+        if frm >= to:
+            return None
+        edges.append([to, frm])
+    return edges or None
+
+
 def _scaled_values(options: tuple[object, ...]) -> list[float]:
     numeric = all(isinstance(o, int | float) and not isinstance(o, bool) for o in options)
     if numeric:
@@ -89,13 +148,17 @@ def feature_columns(space: SearchSpace, encoding: Encoding = "ordinal") -> dict[
     return {"ordinal": ordinal, "onehot": onehot}
 
 
-def make_features(space: SearchSpace, *, encoding: Encoding = "ordinal") -> Pipeline:
+def make_features(
+    space: SearchSpace, *, encoding: Encoding = "ordinal", cell_pruning: bool | None = None
+) -> Pipeline:
     """Transformer from encoded configs (``space.encode_many``) to a dense float feature matrix.
 
     Args:
         space: The search space whose encodings the transformer receives.
         encoding: ``"ordinal"`` scales ordered dimensions and one-hot encodes unordered ones;
             ``"onehot"`` one-hot encodes every dimension (Once-for-All's encoder).
+        cell_pruning: Add effective-operation features for cell DAG spaces; ``None`` turns it on
+            exactly when :func:`cell_edges` recognises the space.
 
     Example:
         >>> import search_spaces
@@ -142,6 +205,32 @@ def make_features(space: SearchSpace, *, encoding: Encoding = "ordinal") -> Pipe
         )
     if not transformers:
         raise ConfigError(f"search space {space.name!r} has no dimension with two or more options")
+    edges = cell_edges(space)
+    if cell_pruning and edges is None:
+        raise ConfigError(
+            f"cell_pruning=True needs a cell space (dimensions 'edge<to><-<from>' with a 'none' "
+            f"option); search space {space.name!r} is not one"
+        )
+    if edges is not None and cell_pruning is not False:
+        kw = {"edges": edges, "none_index": [d.options.index("none") for d in space.dims]}
+        all_columns = list(range(len(space.dims)))
+        effective = Pipeline(
+            [
+                ("prune", FunctionTransformer(prune_cell, kw_args=kw)),
+                (
+                    "onehot",
+                    OneHotEncoder(
+                        categories=[list(range(len(d.options))) for d in space.dims],
+                        sparse_output=False,
+                        dtype=np.float64,
+                    ),
+                ),
+            ]
+        )
+        transformers.append(("effective", effective, all_columns))
+        transformers.append(
+            ("disconnected", FunctionTransformer(cell_disconnected, kw_args=kw), all_columns)
+        )
     return Pipeline(
         [
             (
@@ -155,15 +244,22 @@ def make_features(space: SearchSpace, *, encoding: Encoding = "ordinal") -> Pipe
     )
 
 
-def feature_schema(space: SearchSpace, encoding: Encoding = "ordinal") -> dict[str, object]:
+def feature_schema(
+    space: SearchSpace, encoding: Encoding = "ordinal", cell_pruning: bool | None = None
+) -> dict[str, object]:
     """JSON description of the features (stored in a predictor's manifest)."""
     columns = feature_columns(space, encoding)
+    edges = cell_edges(space)
+    pruned = edges is not None and cell_pruning is not False
+    extra = sum(len(d.options) for d in space.dims) + 1 if pruned else 0
     return {
         "encoding": encoding,
         "input": "option indices in dimension order (SearchSpace.encode_many)",
         "ordinal": [space.names[i] for i in columns["ordinal"]],
         "onehot": [space.names[i] for i in columns["onehot"]],
         "masked_by_depth": [d.name for d in space.dims if d.active_if is not None],
+        "cell_pruning": pruned,
         "n_features": len(columns["ordinal"])
-        + sum(len(space.dims[i].options) for i in columns["onehot"]),
+        + sum(len(space.dims[i].options) for i in columns["onehot"])
+        + extra,
     }

@@ -31,7 +31,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from nas.errors import ConfigError, format_choice_error
 from nas.space import SearchSpace
-from predictors.features import Encoding, make_features
+from predictors.features import Encoding, cell_edges, make_features
 
 
 class MeanStdEnsemble(VotingRegressor):
@@ -128,7 +128,7 @@ REGRESSORS: dict[str, Callable[[int], RegressorMixin]] = {
 """Predictor kinds: name → factory of the final regressor given ``random_state``."""
 
 PARAM_GRIDS: dict[str, dict[str, list[object]]] = {
-    "ridge": {"regressor__alpha": [0.01, 0.1, 1.0, 10.0]},
+    "ridge": {"regressor__alpha": [0.001, 0.01, 0.1, 1.0, 10.0]},
     "rf": {"regressor__max_features": [0.33, 0.5, 1.0], "regressor__min_samples_leaf": [1, 3]},
     "gbr": {"regressor__max_depth": [2, 3, 4], "regressor__n_estimators": [200, 500]},
     "mlp": {"regressor__regressor__alpha": [1e-4, 1e-3, 1e-2]},
@@ -154,6 +154,7 @@ def make_predictor(
     *,
     kind: str = "gbr",
     encoding: Encoding = "ordinal",
+    cell_pruning: bool | None = None,
     random_state: int = 0,
 ) -> Pipeline:
     """Unfitted pipeline ``features → regressor`` taking ``space.encode_many(configs)`` as X.
@@ -162,6 +163,7 @@ def make_predictor(
         space: Search space of the configs.
         kind: One of :func:`kinds`.
         encoding: Feature encoding, see :func:`predictors.features.make_features`.
+        cell_pruning: Effective-operation features for cell spaces (default: automatic).
         random_state: Seed of the regressor.
 
     Example:
@@ -177,7 +179,7 @@ def make_predictor(
     _check_kind(kind)
     return Pipeline(
         [
-            ("features", make_features(space, encoding=encoding)),
+            ("features", make_features(space, encoding=encoding, cell_pruning=cell_pruning)),
             ("regressor", REGRESSORS[kind](random_state)),
         ]
     )
@@ -202,13 +204,21 @@ def search_predictor(  # noqa: D417
 ) -> GridSearchCV:
     """Fit :class:`GridSearchCV` over :data:`PARAM_GRIDS` ``[kind]``; use ``.best_estimator_``.
 
+    For cell spaces the grid also chooses whether to add effective-operation features.
+
     Args:
         scoring: Model selection score; Kendall τ by default, because searches use the ranking.
     """
     _check_kind(kind)
+    grid: dict[str, list[object]] = dict(PARAM_GRIDS[kind])
+    if cell_edges(space) is not None:  # let CV decide whether effective-op features help
+        grid["features"] = [
+            make_features(space, encoding=encoding, cell_pruning=pruning)
+            for pruning in (True, False)
+        ]
     search = GridSearchCV(
         make_predictor(space, kind=kind, encoding=encoding, random_state=random_state),
-        PARAM_GRIDS[kind],
+        grid,
         scoring=scoring if scoring is not None else make_scorer(kendall_tau_score),
         cv=KFold(n_splits=cv, shuffle=True, random_state=random_state),
         refit=True,

@@ -9,7 +9,14 @@ import pytest
 
 import search_spaces
 from nas.errors import ConfigError
-from predictors.features import ENCODINGS, feature_schema, make_features
+from predictors.features import (
+    ENCODINGS,
+    cell_disconnected,
+    cell_edges,
+    feature_schema,
+    make_features,
+    prune_cell,
+)
 from tests.conftest import build_space
 
 
@@ -30,10 +37,39 @@ def test_features_are_finite_with_the_declared_width(name: str, encoding: str) -
 def test_unordered_dimensions_are_one_hot() -> None:
     space = search_spaces.get("nas_bench_201")
     X = space.encode_many(space.sample_many(20, np.random.default_rng(1)))
-    F = make_features(space).fit_transform(X)
+    F = make_features(space, cell_pruning=False).fit_transform(X)
     blocks = F.reshape(len(X), 6, 5)
     assert (blocks.sum(axis=2) == 1).all()
     assert (blocks.argmax(axis=2) == X).all()
+
+
+def _cell(ops: list[str]):  # type: ignore[no-untyped-def]
+    from nas.subnet import SubnetConfig
+    from search_spaces.nas_bench_201 import EDGES
+
+    return SubnetConfig(tuple((f"edge{e}", op) for e, op in zip(EDGES, ops, strict=True)))
+
+
+def test_cell_features_mark_dead_edges_and_disconnected_cells() -> None:
+    space = search_spaces.get("nas_bench_201")
+    assert cell_edges(space) == [[1, 0], [2, 0], [2, 1], [3, 0], [3, 1], [3, 2]]
+    assert cell_edges(search_spaces.get("tiny_cnn")) is None
+    # edges: 1<-0, 2<-0, 2<-1, 3<-0, 3<-1, 3<-2
+    dead_end = _cell(["nor_conv_3x3", "none", "none", "skip_connect", "none", "none"])
+    disconnected = _cell(["nor_conv_3x3", "nor_conv_1x1", "avg_pool_3x3", "none", "none", "none"])
+    X = space.encode_many([dead_end, disconnected])
+    none = [space.dims[0].options.index("none")] * 6
+    edges = cell_edges(space)
+    pruned = prune_cell(X, edges, none)  # type: ignore[arg-type]
+    names = space.dims[0].options
+    # node 1 never reaches the output: its conv is dead; only the 3<-0 skip survives
+    assert [names[i] for i in pruned[0]] == ["none"] * 3 + ["skip_connect", "none", "none"]
+    assert [names[i] for i in pruned[1]] == ["none"] * 6
+    assert cell_disconnected(X, edges, none).ravel().tolist() == [0.0, 1.0]  # type: ignore[arg-type]
+    F = make_features(space).fit_transform(X)
+    assert F.shape == (2, 61) and F[:, -1].tolist() == [0.0, 1.0]
+    with pytest.raises(ConfigError, match="cell_pruning=True needs a cell space"):
+        make_features(search_spaces.get("tiny_cnn"), cell_pruning=True)
 
 
 def test_ordered_dimensions_are_scaled_option_values(tiny_space) -> None:  # type: ignore[no-untyped-def]

@@ -84,6 +84,20 @@ def test_round_trip_gives_identical_predictions(kind: str, tmp_path) -> None:  #
             )
 
 
+def test_cell_space_pipeline_round_trips(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    space = search_spaces.get("nas_bench_201")
+    X = space.encode_many(space.sample_many(60, np.random.default_rng(0)))
+    y = (X == 3).sum(axis=1) + 0.1 * X[:, 0]
+    predictor = Predictor(space, make_predictor(space, kind="gbr").fit(X, y), metric="m")
+    save_predictor(predictor, tmp_path / "p")
+    manifest = json.loads((tmp_path / "p" / MANIFEST_FILE).read_text())
+    assert (
+        manifest["features"]["cell_pruning"] is True and manifest["features"]["n_features"] == 61
+    )
+    loaded = load_predictor(tmp_path / "p", space=space)
+    np.testing.assert_array_equal(loaded.predict_encoded(X), predictor.predict_encoded(X))
+
+
 def test_loaded_quality_report_matches(saved) -> None:  # type: ignore[no-untyped-def]
     path, predictor, _ = saved
     assert load_predictor(path).quality == predictor.quality
