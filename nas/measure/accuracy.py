@@ -1,0 +1,37 @@
+"""Accuracy of a subnet from supernet weights, after BN re-calibration on held-out images."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from nas.data import ImageData
+from nas.subnet import SubnetConfig
+from nas.training.recalibrate import recalibrate_bn
+
+
+@torch.no_grad()
+def evaluate_accuracy(
+    supernet: nn.Module,
+    config: SubnetConfig,
+    data: ImageData,
+    *,
+    split: str = "val",
+    n_calib: int = 256,
+    batch_size: int = 1024,
+) -> float:
+    """Top-1 accuracy (fraction) of ``config`` on ``split``.
+
+    Re-calibrates the supernet's BN statistics for ``config`` on the first ``n_calib`` images of
+    the ``calib`` split first (in place: pass a copy to keep the caller's buffers).
+    """
+    calib_x, _ = data.tensors("calib")
+    recalibrate_bn(supernet, config, calib_x[:n_calib])
+    x, y = data.tensors(split)
+    was_training = supernet.training
+    supernet.eval()
+    correct = 0
+    for xs, ys in zip(x.split(batch_size), y.split(batch_size), strict=True):
+        correct += int((supernet(xs, config).argmax(1) == ys).sum())
+    supernet.train(was_training)
+    return correct / max(1, len(y))

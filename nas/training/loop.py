@@ -1,0 +1,341 @@
+"""The epoch loop of supernet training, shared by in-process runs and Ray Train workers.
+
+:func:`train_locally` trains in this process (tests, benchmarks, a laptop without Ray); the Ray
+Train launcher in :mod:`nas.execution.ray_training` calls the same :func:`train_epoch`,
+:func:`make_optimizer` and :func:`make_scheduler` inside each worker.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
+
+from nas.data import ImageData
+from nas.errors import ConfigError
+from nas.measure.accuracy import evaluate_accuracy
+from nas.space import SearchSpace
+from nas.subnet import SubnetConfig
+from nas.training.checkpoint import (
+    latest_checkpoint,
+    load_checkpoint,
+    optimizer_state_dict,
+    save_checkpoint,
+)
+from nas.training.config import TrainConfig
+from nas.training.sampling import ProgressiveSchedule, sandwich_configs
+from nas.training.step import sandwich_backward
+
+METRICS_FILE = "metrics.csv"
+EVAL_STREAM = 2**31  # seed stream of the per-epoch random subnet, apart from step streams
+
+
+def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """SGD (Nesterov) or AdamW; no weight decay on 1-D parameters (BN, biases, quant scales)."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.dim() > 1]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() <= 1]
+    groups = [
+        {"params": decay, "weight_decay": config.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=config.lr)
+    return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=True)
+
+
+def make_scheduler(
+    optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """Per-step LR factor: linear warm-up, then cosine decay to zero (or constant)."""
+    warmup = config.warmup_epochs * steps_per_epoch
+    total = max(1, config.epochs * steps_per_epoch)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if config.lr_schedule == "constant":
+            return 1.0
+        progress = (step - warmup) / max(1, total - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def epoch_loader(
+    data: ImageData, config: TrainConfig, epoch: int, *, world_size: int = 1, rank: int = 0
+) -> DataLoader:
+    """This worker's shard of the shuffled training split for ``epoch``.
+
+    The global batch ``config.batch_size`` is split evenly over ``world_size`` workers; the
+    order depends only on ``(seed, epoch)``, so a resumed epoch sees the same batches.
+    """
+    if config.batch_size % world_size:
+        raise ConfigError(
+            f"train.batch_size={config.batch_size} must be divisible by the number of Ray "
+            f"Train workers ({world_size})"
+        )
+    x, y = data.tensors("train")
+    dataset = TensorDataset(x, y)
+    sampler = DistributedSampler(
+        dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=config.seed, drop_last=True
+    )
+    sampler.set_epoch(epoch)
+    return DataLoader(
+        dataset, batch_size=config.batch_size // world_size, sampler=sampler, drop_last=True
+    )
+
+
+def steps_per_epoch(data: ImageData, config: TrainConfig, world_size: int = 1) -> int:
+    """Optimizer steps per epoch (incomplete trailing batches are dropped)."""
+    n = data.sizes()["train"] // world_size
+    steps = n // (config.batch_size // world_size)
+    if steps < 1:
+        raise ConfigError(
+            f"train.batch_size={config.batch_size} exceeds the {data.sizes()['train']} training "
+            "images"
+        )
+    return steps
+
+
+@dataclass(frozen=True)
+class EpochStats:
+    """What one epoch of training did (this worker's view)."""
+
+    loss_largest: float
+    loss_students: float
+    train_top1_largest: float
+    samples: int
+    seconds: float
+    steps: int
+    phase: str
+
+    def metrics(self) -> dict[str, float | str]:
+        return {
+            "loss_largest": self.loss_largest,
+            "loss_students": self.loss_students,
+            "train_top1_largest": self.train_top1_largest,
+            "samples_per_s": self.samples / max(self.seconds, 1e-9),
+            "train_seconds": self.seconds,
+            "phase": self.phase,
+        }
+
+
+def train_epoch(
+    model: nn.Module,
+    batches: Iterable[tuple[Tensor, Tensor]],
+    *,
+    space: SearchSpace,
+    config: TrainConfig,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None,
+    epoch: int,
+    start_step: int,
+    device: torch.device | str = "cpu",
+) -> EpochStats:
+    """One epoch of sandwich-rule steps; subnets are seeded by ``(seed, global step, k)``."""
+    schedule = ProgressiveSchedule.from_config(config)
+    elastic = schedule.elastic_kinds(epoch)
+    model.train()
+    totals = [0.0, 0.0]
+    correct = samples = steps = 0
+    start = time.perf_counter()
+    for x, y in batches:
+        x, y = x.to(device), y.to(device)
+        largest, students = sandwich_configs(
+            space,
+            seed=config.seed,
+            step=start_step + steps,
+            n_random=config.n_random,
+            elastic=elastic,
+        )
+        optimizer.zero_grad(set_to_none=True)
+        losses = sandwich_backward(
+            model,
+            x,
+            y,
+            largest,
+            students,
+            distill=config.distill,
+            temperature=config.distill_temperature,
+            label_smoothing=config.label_smoothing,
+            micro_batches=config.micro_batches,
+        )
+        if config.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        totals[0] += losses.largest
+        totals[1] += losses.students
+        correct += losses.correct_largest
+        samples += losses.n
+        steps += 1
+    return EpochStats(
+        loss_largest=totals[0] / max(1, steps),
+        loss_students=totals[1] / max(1, steps),
+        train_top1_largest=100.0 * correct / max(1, samples),
+        samples=samples,
+        seconds=time.perf_counter() - start,
+        steps=steps,
+        phase=schedule.phase(epoch),
+    )
+
+
+def evaluation_configs(space: SearchSpace, seed: int) -> dict[str, SubnetConfig]:
+    """The subnets reported every epoch: largest, smallest and one fixed random subnet."""
+    return {
+        "largest": space.largest(),
+        "smallest": space.smallest(),
+        "random": space.sample(np.random.default_rng([seed, EVAL_STREAM])),
+    }
+
+
+def evaluate_subnets(
+    supernet: nn.Module,
+    data: ImageData,
+    configs: Mapping[str, SubnetConfig],
+    *,
+    n_calib: int,
+    split: str = "val",
+) -> dict[str, float]:
+    """``top1_<name>`` (%) of each config after BN re-calibration, on a copy of the supernet."""
+    probe = copy.deepcopy(supernet)
+    return {
+        f"top1_{name}": 100.0 * evaluate_accuracy(probe, cfg, data, split=split, n_calib=n_calib)
+        for name, cfg in configs.items()
+    }
+
+
+def write_metrics_row(path: Path, row: Mapping[str, Any]) -> pd.DataFrame:
+    """Add one epoch's row to the metrics CSV atomically, replacing rows of later epochs.
+
+    Rows of epochs redone after a resume are replaced, so the file has one row per epoch.
+    """
+    frame = pd.read_csv(path) if path.exists() else pd.DataFrame()
+    if len(frame):
+        frame = frame[frame["epoch"] < row["epoch"]]
+    frame = pd.concat([frame, pd.DataFrame([dict(row)])], ignore_index=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".csv", dir=path.parent)
+    os.close(fd)
+    frame.to_csv(tmp, index=False)
+    os.replace(tmp, path)
+    return frame
+
+
+def format_epoch_line(row: Mapping[str, Any], epochs: int) -> str:
+    """The per-epoch progress line."""
+    return (
+        f"epoch {int(row['epoch']) + 1}/{epochs} [{row['phase']}] "
+        f"loss {row['loss_largest']:.3f}/{row['loss_students']:.3f} "
+        f"top1 largest {row['top1_largest']:.1f}% smallest {row['top1_smallest']:.1f}% "
+        f"random {row['top1_random']:.1f}% | {row['samples_per_s']:.0f} img/s, "
+        f"{row['train_seconds']:.1f} s"
+    )
+
+
+def restore_training(
+    checkpoint_path: Path | None,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LambdaLR,
+) -> tuple[int, int]:
+    """Load a checkpoint into model, optimizer and scheduler; ``(start epoch, global step)``."""
+    if checkpoint_path is None:
+        return 0, 0
+    checkpoint = load_checkpoint(checkpoint_path)
+    model.load_state_dict(checkpoint.model, strict=True)
+    if checkpoint.state.get("optimizer") is not None:
+        optimizer.load_state_dict(
+            optimizer_state_dict(checkpoint.optimizer, checkpoint.state["optimizer"])
+        )
+    if checkpoint.state.get("scheduler") is not None:
+        scheduler.load_state_dict(checkpoint.state["scheduler"])
+    if "rng.torch" in checkpoint.optimizer:
+        torch.set_rng_state(checkpoint.optimizer["rng.torch"])
+    return checkpoint.epoch, int(checkpoint.state["global_step"])
+
+
+def train_locally(
+    space: SearchSpace,
+    data: ImageData,
+    config: TrainConfig,
+    *,
+    run_dir: str | Path | None = None,
+    log: Callable[[str], None] | None = print,
+    evaluate: bool = True,
+) -> tuple[nn.Module, pd.DataFrame]:
+    """Train a supernet in this process; with ``run_dir``, checkpoint every epoch and resume.
+
+    Returns:
+        The trained supernet and the per-epoch metrics.
+    """
+    from nas.supernet import Supernet
+
+    torch.manual_seed(config.seed)
+    model = Supernet(space)
+    optimizer = make_optimizer(model, config)
+    n_steps = steps_per_epoch(data, config)
+    scheduler = make_scheduler(optimizer, config, n_steps)
+    root = Path(run_dir) if run_dir is not None else None
+    resume_from = latest_checkpoint(root / "checkpoints") if root is not None else None
+    start_epoch, step = restore_training(resume_from, model, optimizer, scheduler)
+    rows: list[dict[str, Any]] = []
+    for epoch in range(start_epoch, config.epochs):
+        stats = train_epoch(
+            model,
+            epoch_loader(data, config, epoch),
+            space=space,
+            config=config,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            epoch=epoch,
+            start_step=step,
+        )
+        step += stats.steps
+        row: dict[str, Any] = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"]}
+        row.update(stats.metrics())
+        if evaluate:
+            row.update(
+                evaluate_subnets(
+                    model,
+                    data,
+                    evaluation_configs(space, config.seed),
+                    n_calib=config.calib_images,
+                    split=config.eval_split,
+                )
+            )
+            if log is not None:
+                log(format_epoch_line(row, config.epochs))
+        rows.append(row)
+        if root is not None:
+            save_checkpoint(
+                root / "checkpoints" / f"epoch_{epoch + 1:04d}",
+                model=model,
+                space=space,
+                epoch=epoch + 1,
+                global_step=step,
+                train_config=config.to_dict(),
+                optimizer=optimizer,
+                scheduler=scheduler,
+                metrics=row,
+            )
+            write_metrics_row(root / METRICS_FILE, row)
+    metrics = (
+        pd.read_csv(root / METRICS_FILE)
+        if root is not None and (root / METRICS_FILE).exists()
+        else pd.DataFrame(rows)
+    )
+    return model, metrics
