@@ -1,0 +1,238 @@
+"""Supernet training on Ray Train: ``TorchTrainer`` workers running the plain-torch core.
+
+DDP over gloo on CPU, NCCL on GPU (Ray Train sets up the process group). Rank 0 evaluates the
+largest, smallest and a random subnet after every epoch, writes a checkpoint in our safe format
+(:mod:`nas.training.checkpoint`) and reports it to Ray Train with the epoch's metrics; all ranks
+report the metrics. A failed worker restarts from the last reported checkpoint
+(``FailureConfig``); a stopped run (driver killed) resumes from the newest finished checkpoint
+under its run directory, so at most the epoch in flight is lost.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import ray
+import ray.train
+import torch
+from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+from ray.train.torch import TorchConfig, TorchTrainer
+
+from nas.data import ImageData
+from nas.errors import ConfigError
+from nas.space import SearchSpace
+from nas.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from nas.training.config import TrainConfig
+from nas.training.loop import (
+    METRICS_FILE,
+    epoch_loader,
+    evaluate_subnets,
+    evaluation_configs,
+    format_epoch_line,
+    make_optimizer,
+    make_scheduler,
+    restore_training,
+    steps_per_epoch,
+    train_epoch,
+    write_metrics_row,
+)
+
+RAY_RUNS = "ray"  # Ray Train's storage below the run directory
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """Where a finished training run left its outputs."""
+
+    checkpoint: Path
+    metrics_csv: Path
+    metrics: pd.DataFrame
+    epochs: int
+
+
+def _worker_loop(loop_config: dict[str, Any]) -> None:
+    """Runs in every Ray Train worker."""
+    from nas.supernet import Supernet
+
+    context = ray.train.get_context()
+    rank, world = context.get_world_rank(), context.get_world_size()
+    space: SearchSpace = loop_config["space"]
+    data: ImageData = loop_config["data"]
+    config: TrainConfig = loop_config["config"]
+    run_dir = Path(loop_config["run_dir"])
+    torch.set_num_threads(int(loop_config["threads"]))
+    torch.manual_seed(config.seed)
+
+    model = Supernet(space)
+    optimizer = make_optimizer(model, config)
+    n_steps = steps_per_epoch(data, config, world)
+    scheduler = make_scheduler(optimizer, config, n_steps)
+    reported = ray.train.get_checkpoint()  # a worker restart, or resume_from_checkpoint
+    if reported is not None:
+        with reported.as_directory() as directory:
+            start_epoch, step = restore_training(Path(directory), model, optimizer, scheduler)
+    else:
+        start_epoch, step = 0, 0
+    ddp_model = ray.train.torch.prepare_model(
+        model, parallel_strategy_kwargs={"find_unused_parameters": True}
+    )
+    device = ray.train.torch.get_device()
+    for epoch in range(start_epoch, config.epochs):
+        stats = train_epoch(
+            ddp_model,
+            epoch_loader(data, config, epoch, world_size=world, rank=rank),
+            space=space,
+            config=config,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            epoch=epoch,
+            start_step=step,
+            device=device,
+        )
+        step += stats.steps
+        row: dict[str, Any] = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"]}
+        row.update(stats.metrics())
+        row["samples_per_s"] = float(row["samples_per_s"]) * world  # all workers together
+        row["workers"] = world
+        if rank != 0:
+            ray.train.report({k: v for k, v in row.items() if k != "phase"})
+            continue
+        row.update(
+            evaluate_subnets(
+                model.cpu() if device.type != "cpu" else model,
+                data,
+                evaluation_configs(space, config.seed),
+                n_calib=config.calib_images,
+                split=config.eval_split,
+            )
+        )
+        model.to(device)
+        write_metrics_row(run_dir / METRICS_FILE, row)
+        print(format_epoch_line(row, config.epochs), flush=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            save_checkpoint(
+                tmp,
+                model=model,
+                space=space,
+                epoch=epoch + 1,
+                global_step=step,
+                train_config=config.to_dict(),
+                optimizer=optimizer,
+                scheduler=scheduler,
+                metrics=row,
+            )
+            ray.train.report(
+                {k: v for k, v in row.items() if k != "phase"},
+                checkpoint=Checkpoint.from_directory(tmp),
+                checkpoint_dir_name=f"epoch_{epoch + 1:04d}",
+            )
+
+
+def _attempt_name(ray_dir: Path) -> str:
+    n = len(list(ray_dir.glob("attempt_*"))) if ray_dir.exists() else 0
+    return f"attempt_{n:03d}"
+
+
+def check_cluster(num_workers: int, cpus_per_worker: float, use_gpu: bool) -> None:
+    """Refuse before any work when the cluster cannot host the requested workers."""
+    resources = ray.cluster_resources()
+    need_cpu = num_workers * cpus_per_worker
+    if resources.get("CPU", 0.0) < need_cpu:
+        raise ConfigError(
+            f"ray.num_workers={num_workers} needs {need_cpu:g} CPUs, the Ray cluster has "
+            f"{resources.get('CPU', 0.0):g}; lower ray.num_workers or add nodes"
+        )
+    if use_gpu and resources.get("GPU", 0.0) < num_workers:
+        raise ConfigError(
+            f"ray.use_gpu=true with ray.num_workers={num_workers} needs {num_workers} GPUs, "
+            f"the Ray cluster has {resources.get('GPU', 0.0):g}"
+        )
+
+
+def train_supernet(  # noqa: D417
+    space: SearchSpace,
+    data: ImageData,
+    config: TrainConfig,
+    *,
+    run_dir: str | Path,
+    num_workers: int = 1,
+    address: str | None = None,
+    use_gpu: bool = False,
+    cpus_per_worker: float = 1.0,
+    resume: bool = True,
+) -> TrainResult:
+    """Train (or finish training) a supernet with Ray Train; return the final checkpoint.
+
+    Args:
+        run_dir: Holds Ray Train's storage (checkpoints) and ``metrics.csv``; rerunning with the
+            same directory resumes from its newest finished checkpoint.
+        address: An existing Ray cluster (``None``: connect to or start a local instance).
+        resume: ``False`` discards what ``run_dir`` holds and starts over.
+
+    Raises:
+        ConfigError: the cluster lacks the CPUs/GPUs for ``num_workers``, or the batch size does
+            not split over the workers (raised before training starts).
+    """
+    if num_workers < 1:
+        raise ConfigError(f"ray.num_workers={num_workers!r} must be >= 1")
+    if config.batch_size % (num_workers * config.micro_batches):
+        raise ConfigError(
+            f"train.batch_size={config.batch_size} must be divisible by ray.num_workers="
+            f"{num_workers} × train.micro_batches={config.micro_batches}"
+        )
+    steps_per_epoch(data, config, num_workers)
+    run_dir = Path(run_dir).resolve()
+    if not resume and run_dir.exists():
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ray_dir = run_dir / RAY_RUNS
+    latest = latest_checkpoint(ray_dir)
+    if latest is not None and load_checkpoint(latest).epoch >= config.epochs:
+        return _result(run_dir, latest, config)
+    if not ray.is_initialized():
+        ray.init(address=address, include_dashboard=False)
+    check_cluster(num_workers, cpus_per_worker, use_gpu)
+    trainer = TorchTrainer(
+        _worker_loop,
+        train_loop_config={
+            "space": space,
+            "data": data,
+            "config": config,
+            "run_dir": str(run_dir),
+            "threads": max(1, int(cpus_per_worker)),
+        },
+        torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
+        scaling_config=ScalingConfig(
+            num_workers=num_workers,
+            use_gpu=use_gpu,
+            resources_per_worker={"CPU": cpus_per_worker},
+        ),
+        run_config=RunConfig(
+            name=_attempt_name(ray_dir),
+            storage_path=str(ray_dir),
+            failure_config=FailureConfig(max_failures=config.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=config.keep_checkpoints),
+        ),
+        resume_from_checkpoint=Checkpoint.from_directory(str(latest)) if latest else None,
+    )
+    result = trainer.fit()
+    if result.error is not None:
+        raise result.error
+    final = latest_checkpoint(ray_dir)
+    if final is None:
+        raise RuntimeError(f"training finished without a checkpoint under {ray_dir}")
+    return _result(run_dir, final, config)
+
+
+def _result(run_dir: Path, checkpoint: Path, config: TrainConfig) -> TrainResult:
+    metrics_csv = run_dir / METRICS_FILE
+    metrics = pd.read_csv(metrics_csv) if metrics_csv.exists() else pd.DataFrame()
+    return TrainResult(checkpoint, metrics_csv, metrics, config.epochs)
+
+
+__all__ = ["TrainResult", "check_cluster", "train_supernet"]
