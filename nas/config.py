@@ -174,6 +174,11 @@ class TrainSpec:
 
     options: Mapping[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        from nas.training.config import TrainConfig
+
+        TrainConfig.from_dict(self.options)  # bad keys and values fail at parse time
+
 
 SECTIONS: dict[str, type] = {
     "space": SpaceSpec,

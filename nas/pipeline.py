@@ -244,12 +244,7 @@ def train_config(spec: ExperimentSpec) -> Any:
     """The spec's ``[train]`` table as a validated ``TrainConfig`` (seeded by the spec)."""
     from nas.training.config import TrainConfig
 
-    options = {"seed": spec.seed, **dict(spec.train.options)}
-    allowed = [f.name for f in dataclasses.fields(TrainConfig)]
-    for key in options:
-        if key not in allowed:
-            raise ConfigError(f"train.{key} is not a valid key; allowed keys: {sorted(allowed)}")
-    return TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in options.items()})
+    return TrainConfig.from_dict({"seed": spec.seed, **dict(spec.train.options)})
 
 
 def dataset_configs(exp: ResolvedExperiment) -> list[SubnetConfig]:
