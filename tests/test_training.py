@@ -28,7 +28,7 @@ from nas.training.config import PHASES, TrainConfig
 from nas.training.loop import make_optimizer, train_locally
 from nas.training.recalibrate import recalibrate_bn
 from nas.training.sampling import ProgressiveSchedule, dimension_kind, sandwich_configs
-from nas.training.step import sandwich_backward
+from nas.training.step import SandwichObjective, sandwich_backward
 
 
 @pytest.fixture(scope="module")
@@ -143,14 +143,14 @@ def test_distillation_changes_student_gradients_only(data) -> None:
     for distill in (True, False):
         torch.manual_seed(0)
         model = Supernet(space)
-        sandwich_backward(model, x, y, largest, students, distill=distill)
+        sandwich_backward(SandwichObjective(model), x, y, largest, students, distill=distill)
         grads[distill] = torch.cat(
             [p.grad.flatten() for p in model.parameters() if p.grad is not None]
         )
     assert not torch.allclose(grads[True], grads[False])
     torch.manual_seed(0)
     model = Supernet(space)
-    losses = sandwich_backward(model, x, y, largest, [], distill=True)
+    losses = sandwich_backward(SandwichObjective(model), x, y, largest, [], distill=True)
     assert losses.students == 0.0 and losses.n == 32
     assert all(p.grad is None or torch.isfinite(p.grad).all() for p in model.parameters())
 
@@ -162,12 +162,12 @@ def test_micro_batches_average_the_chunk_gradients(data) -> None:
     largest, students = sandwich_configs(space, seed=0, step=0, n_random=2)
     torch.manual_seed(0)
     whole = Supernet(space)
-    sandwich_backward(whole, x, y, largest, students, micro_batches=2)
+    sandwich_backward(SandwichObjective(whole), x, y, largest, students, micro_batches=2)
     halves = []
     for xs, ys in zip(x.chunk(2), y.chunk(2), strict=True):
         torch.manual_seed(0)
         half = Supernet(space)
-        sandwich_backward(half, xs, ys, largest, students)
+        sandwich_backward(SandwichObjective(half), xs, ys, largest, students)
         halves.append(dict(half.named_parameters()))
     for name, p in whole.named_parameters():
         if p.grad is None:

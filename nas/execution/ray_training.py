@@ -5,7 +5,9 @@ largest, smallest and a random subnet after every epoch, writes a checkpoint in 
 (:mod:`nas.training.checkpoint`) and reports it to Ray Train with the epoch's metrics; all ranks
 report the metrics. A failed worker restarts from the last reported checkpoint
 (``FailureConfig``); a stopped run (driver killed) resumes from the newest finished checkpoint
-under its run directory, so at most the epoch in flight is lost.
+under its run directory (passed to the workers of a new attempt), so at most the epoch in flight
+is lost. On a multi-node cluster the run directory must be on storage every node reaches, as
+Ray Train requires of ``storage_path``.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from nas.training.loop import (
     train_epoch,
     write_metrics_row,
 )
+from nas.training.step import SandwichObjective
 
 RAY_RUNS = "ray"  # Ray Train's storage below the run directory
 
@@ -72,19 +75,22 @@ def _worker_loop(loop_config: dict[str, Any]) -> None:
     optimizer = make_optimizer(model, config)
     n_steps = steps_per_epoch(data, config, world)
     scheduler = make_scheduler(optimizer, config, n_steps)
-    reported = ray.train.get_checkpoint()  # a worker restart, or resume_from_checkpoint
+    reported = ray.train.get_checkpoint()  # set when Ray Train restarted a failed worker group
     if reported is not None:
         with reported.as_directory() as directory:
             start_epoch, step = restore_training(Path(directory), model, optimizer, scheduler)
-    else:
-        start_epoch, step = 0, 0
-    ddp_model = ray.train.torch.prepare_model(
-        model, parallel_strategy_kwargs={"find_unused_parameters": True}
+    else:  # a new attempt resumes from the newest checkpoint of earlier attempts, if any
+        resume_from = loop_config["resume_from"]
+        start_epoch, step = restore_training(
+            Path(resume_from) if resume_from else None, model, optimizer, scheduler
+        )
+    objective = ray.train.torch.prepare_model(
+        SandwichObjective(model), parallel_strategy_kwargs={"find_unused_parameters": True}
     )
     device = ray.train.torch.get_device()
     for epoch in range(start_epoch, config.epochs):
         stats = train_epoch(
-            ddp_model,
+            objective,
             epoch_loader(data, config, epoch, world_size=world, rank=rank),
             space=space,
             config=config,
@@ -205,6 +211,7 @@ def train_supernet(  # noqa: D417
             "config": config,
             "run_dir": str(run_dir),
             "threads": max(1, int(cpus_per_worker)),
+            "resume_from": str(latest) if latest is not None else None,
         },
         torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
         scaling_config=ScalingConfig(
@@ -218,7 +225,6 @@ def train_supernet(  # noqa: D417
             failure_config=FailureConfig(max_failures=config.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=config.keep_checkpoints),
         ),
-        resume_from_checkpoint=Checkpoint.from_directory(str(latest)) if latest else None,
     )
     result = trainer.fit()
     if result.error is not None:

@@ -36,7 +36,7 @@ from nas.training.checkpoint import (
 )
 from nas.training.config import TrainConfig
 from nas.training.sampling import ProgressiveSchedule, sandwich_configs
-from nas.training.step import sandwich_backward
+from nas.training.step import SandwichObjective, sandwich_backward
 
 METRICS_FILE = "metrics.csv"
 EVAL_STREAM = 2**31  # seed stream of the per-epoch random subnet, apart from step streams
@@ -133,7 +133,7 @@ class EpochStats:
 
 
 def train_epoch(
-    model: nn.Module,
+    objective: nn.Module,
     batches: Iterable[tuple[Tensor, Tensor]],
     *,
     space: SearchSpace,
@@ -144,10 +144,13 @@ def train_epoch(
     start_step: int,
     device: torch.device | str = "cpu",
 ) -> EpochStats:
-    """One epoch of sandwich-rule steps; subnets are seeded by ``(seed, global step, k)``."""
+    """One epoch of sandwich-rule steps; subnets are seeded by ``(seed, global step, k)``.
+
+    ``objective`` is a :class:`~nas.training.step.SandwichObjective`, DDP-wrapped on Ray.
+    """
     schedule = ProgressiveSchedule.from_config(config)
     elastic = schedule.elastic_kinds(epoch)
-    model.train()
+    objective.train()
     totals = [0.0, 0.0]
     correct = samples = steps = 0
     start = time.perf_counter()
@@ -162,7 +165,7 @@ def train_epoch(
         )
         optimizer.zero_grad(set_to_none=True)
         losses = sandwich_backward(
-            model,
+            objective,
             x,
             y,
             largest,
@@ -173,7 +176,7 @@ def train_epoch(
             micro_batches=config.micro_batches,
         )
         if config.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            torch.nn.utils.clip_grad_norm_(objective.parameters(), config.grad_clip)
         optimizer.step()
         if scheduler is not None:
             scheduler.step()
@@ -292,10 +295,11 @@ def train_locally(
     root = Path(run_dir) if run_dir is not None else None
     resume_from = latest_checkpoint(root / "checkpoints") if root is not None else None
     start_epoch, step = restore_training(resume_from, model, optimizer, scheduler)
+    objective = SandwichObjective(model)
     rows: list[dict[str, Any]] = []
     for epoch in range(start_epoch, config.epochs):
         stats = train_epoch(
-            model,
+            objective,
             epoch_loader(data, config, epoch),
             space=space,
             config=config,

@@ -1,8 +1,9 @@
 """One sandwich-rule training step: the largest subnet on labels, the others distilled from it.
 
-All losses of a step are summed and back-propagated once, so DistributedDataParallel sees one
-backward per step and averages the summed gradient over workers (parameters no subnet used in
-the step get zero gradients, which ``find_unused_parameters=True`` handles).
+All subnets of a step run inside one forward of :class:`SandwichObjective` and their losses are
+summed and back-propagated once, so DistributedDataParallel sees one forward and one backward
+per step and averages the summed gradient over workers (parameters no subnet used in the step
+get zero gradients, which ``find_unused_parameters=True`` handles).
 """
 
 from __future__ import annotations
@@ -33,8 +34,47 @@ def distillation_loss(student: Tensor, teacher: Tensor, temperature: float) -> T
     return F.cross_entropy(student / temperature, soft) * temperature**2
 
 
+class SandwichObjective(nn.Module):
+    """The summed loss of one sandwich step, computed in a single ``forward``.
+
+    DistributedDataParallel expects one forward per backward; running every subnet of the step
+    inside one forward call is what lets DDP wrap the sandwich rule.
+    """
+
+    def __init__(self, supernet: nn.Module) -> None:
+        super().__init__()
+        self.supernet = supernet
+
+    def forward(
+        self,
+        x: Tensor,
+        y: Tensor,
+        largest: SubnetConfig,
+        students: Sequence[SubnetConfig],
+        *,
+        distill: bool = True,
+        temperature: float = 1.0,
+        label_smoothing: float = 0.0,
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """``(total loss, largest loss, mean student loss, correct largest predictions)``."""
+        teacher = self.supernet(x, largest)
+        loss = F.cross_entropy(teacher, y, label_smoothing=label_smoothing)
+        student_loss = torch.zeros((), device=x.device)
+        for config in students:
+            logits = self.supernet(x, config)
+            if distill:
+                student_loss = student_loss + distillation_loss(logits, teacher, temperature)
+            else:
+                student_loss = student_loss + F.cross_entropy(
+                    logits, y, label_smoothing=label_smoothing
+                )
+        correct = (teacher.detach().argmax(1) == y).sum()
+        mean_student = student_loss.detach() / max(1, len(students))
+        return loss + student_loss, loss.detach(), mean_student, correct
+
+
 def sandwich_backward(
-    model: nn.Module,
+    objective: nn.Module,
     x: Tensor,
     y: Tensor,
     largest: SubnetConfig,
@@ -47,26 +87,25 @@ def sandwich_backward(
 ) -> StepLosses:
     """Accumulate the gradients of one step into ``.grad`` (the caller zeroes and steps).
 
-    With ``students`` empty this is a plain training step of the largest network.
+    ``objective`` is a :class:`SandwichObjective` (possibly DDP-wrapped). With ``students``
+    empty this is a plain training step of the largest network.
     """
     largest_sum = student_sum = 0.0
     correct = 0
     for xs, ys in zip(x.chunk(micro_batches), y.chunk(micro_batches), strict=True):
-        teacher = model(xs, largest)
-        loss = F.cross_entropy(teacher, ys, label_smoothing=label_smoothing)
-        largest_sum += float(loss.detach())
-        correct += int((teacher.detach().argmax(1) == ys).sum())
-        student_loss = torch.zeros((), device=x.device)
-        for config in students:
-            logits = model(xs, config)
-            if distill:
-                student_loss = student_loss + distillation_loss(logits, teacher, temperature)
-            else:
-                student_loss = student_loss + F.cross_entropy(
-                    logits, ys, label_smoothing=label_smoothing
-                )
-        student_sum += float(student_loss.detach()) / max(1, len(students))
-        ((loss + student_loss) / micro_batches).backward()
+        total, largest_loss, student_loss, n_correct = objective(
+            xs,
+            ys,
+            largest,
+            students,
+            distill=distill,
+            temperature=temperature,
+            label_smoothing=label_smoothing,
+        )
+        (total / micro_batches).backward()
+        largest_sum += float(largest_loss)
+        student_sum += float(student_loss)
+        correct += int(n_correct)
     return StepLosses(
         largest=largest_sum / micro_batches,
         students=student_sum / micro_batches,
