@@ -30,7 +30,7 @@ def _load_spec(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     spec = ExperimentSpec.from_toml(args.spec)
     if getattr(args, "address", None):
         spec = dataclasses.replace(spec, ray=dataclasses.replace(spec.ray, address=args.address))
-    if getattr(args, "workers", None):
+    if getattr(args, "workers", None) is not None:  # --workers 0 is an error, not "unset"
         spec = dataclasses.replace(
             spec, ray=dataclasses.replace(spec.ray, num_workers=args.workers)
         )
@@ -66,11 +66,12 @@ def _print_summary(root: Path) -> None:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from nas.pipeline import resolve, train_config
+    from nas.pipeline import RunContext, resolve, train_config
 
     spec = _load_spec(args)
-    resolve(spec)
+    exp = resolve(spec)
     train_config(spec)
+    _ = RunContext(exp).data  # the data set exists and fits the search space
     print(f"{args.spec}: valid")
     return 0
 

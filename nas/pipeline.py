@@ -109,6 +109,8 @@ class RunContext:
     def data(self) -> ImageData:
         if self._data is None:
             d = self.exp.spec.data
+            if d.path is not None and not Path(d.path).exists():
+                raise ConfigError(f"data.path={d.path!r} does not exist (data.kind={d.kind!r})")
             self._data = load_data(
                 d.kind, path=d.path, resolution=d.resolution, seed=self.exp.spec.seed
             )
@@ -244,7 +246,14 @@ def train_config(spec: ExperimentSpec) -> Any:
     """The spec's ``[train]`` table as a validated ``TrainConfig`` (seeded by the spec)."""
     from nas.training.config import TrainConfig
 
-    return TrainConfig.from_dict({"seed": spec.seed, **dict(spec.train.options)})
+    config = TrainConfig.from_dict({"seed": spec.seed, **dict(spec.train.options)})
+    workers = spec.ray.num_workers
+    if config.batch_size % (workers * config.micro_batches):
+        raise ConfigError(
+            f"train.batch_size={config.batch_size} must be divisible by ray.num_workers="
+            f"{workers} × train.micro_batches={config.micro_batches}"
+        )
+    return config
 
 
 def dataset_configs(exp: ResolvedExperiment) -> list[SubnetConfig]:
@@ -600,6 +609,8 @@ def run_experiment(
     if "train" in stages:
         train_config(spec)  # validate the [train] table before anything starts
     ctx = RunContext(exp, log=log)
+    if any(s != "predictors" and (force or stage_done(exp, s) is None) for s in stages):
+        _ = ctx.data  # loads the data and checks it against the space before any output exists
     exp.root.mkdir(parents=True, exist_ok=True)
     write_json_atomic(exp.root / "spec.json", dataclasses.asdict(spec))
     for stage in stages:
