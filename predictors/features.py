@@ -24,6 +24,7 @@ whose output is disconnected. The raw one-hot is kept, since hardware may still 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Literal, get_args
 
 import numpy as np
@@ -165,7 +166,7 @@ def make_features(
         >>> space = search_spaces.get("nas_bench_201")
         >>> X = space.encode_many([space.smallest(), space.largest()])
         >>> make_features(space).fit_transform(X).shape
-        (2, 30)
+        (2, 61)
     """
     names = space.names
     gates: list[list[object]] = []
@@ -263,3 +264,81 @@ def feature_schema(
         + sum(len(space.dims[i].options) for i in columns["onehot"])
         + extra,
     }
+
+
+def compile_features(transformer: object) -> Callable[[np.ndarray], np.ndarray] | None:
+    """Plain-NumPy equivalent of a *fitted* :func:`make_features` transformer, or ``None``.
+
+    The stock steps re-validate their input on every call, which costs milliseconds per
+    predictor for a batch of one config; the returned function applies the same fitted steps
+    (``FunctionTransformer`` functions, ``ColumnTransformer`` column selection and ``hstack``,
+    ``OneHotEncoder`` categories and dropped category) without that overhead. ``None`` means a
+    step it does not know: use ``transformer.transform``. The function raises ``ValueError``
+    on a value outside a one-hot encoder's categories, where the stock encoder would raise too.
+    """
+    if isinstance(transformer, Pipeline):
+        steps = [compile_features(step) for _, step in transformer.steps]
+        if any(step is None for step in steps):
+            return None
+
+        def chain(X: np.ndarray) -> np.ndarray:
+            for step in steps:
+                X = step(X)  # type: ignore[misc]
+            return X
+
+        return chain
+    if isinstance(transformer, FunctionTransformer):
+        if transformer.validate or transformer.func is None:
+            return None
+        func, kw = transformer.func, dict(transformer.kw_args or {})
+        return lambda X: func(X, **kw)
+    if isinstance(transformer, OneHotEncoder):
+        if (
+            transformer.handle_unknown != "error"
+            or transformer.sparse_output
+            or getattr(transformer, "_infrequent_enabled", False)
+            or not hasattr(transformer, "categories_")
+        ):
+            return None
+        drop = transformer.drop_idx_
+        blocks = []
+        for j, categories in enumerate(transformer.categories_):
+            keep = np.ones(len(categories), dtype=bool)
+            if drop is not None and drop[j] is not None:
+                keep[int(drop[j])] = False
+            blocks.append((np.asarray(categories), keep))
+        dtype = transformer.dtype
+
+        def onehot(X: np.ndarray) -> np.ndarray:
+            X = np.asarray(X)
+            out = []
+            for j, (categories, keep) in enumerate(blocks):
+                hit = X[:, j, None] == categories[None, :]
+                if not hit.any(axis=1).all():
+                    raise ValueError(f"column {j} has a value outside the encoder's categories")
+                out.append(hit[:, keep])
+            return np.ascontiguousarray(np.hstack(out), dtype=dtype)  # C order, as sklearn's
+
+        return onehot
+    if isinstance(transformer, ColumnTransformer):
+        if (
+            not hasattr(transformer, "transformers_")
+            or transformer.sparse_output_
+            or transformer.remainder != "drop"
+        ):
+            return None
+        parts = []
+        for _, step, columns in transformer.transformers_:
+            if isinstance(step, str) and step == "drop":
+                continue
+            fn = compile_features(step)
+            if fn is None or not isinstance(columns, list | np.ndarray):
+                return None
+            parts.append((fn, np.asarray(columns, dtype=np.intp)))
+
+        def columns(X: np.ndarray) -> np.ndarray:
+            X = np.asarray(X)
+            return np.hstack([fn(X[:, cols]) for fn, cols in parts])  # as sklearn's _hstack
+
+        return columns
+    return None

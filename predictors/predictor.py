@@ -16,6 +16,7 @@ from sklearn.pipeline import Pipeline
 from nas.errors import ConfigError
 from nas.space import SearchSpace
 from nas.subnet import SubnetConfig, Value
+from predictors.features import compile_features
 from predictors.quality import QualityReport
 
 ConfigLike = SubnetConfig | Mapping[str, Value]
@@ -131,6 +132,7 @@ class Predictor:
         if self.target is not None and (not self.target or "@" in self.target):
             raise ConfigError(f"target={self.target!r} must be a non-empty name without '@'")
         object.__setattr__(self, "_encoder", ConfigEncoder(self.space))
+        object.__setattr__(self, "_fast", _fast_features(self.space, self.pipeline))
 
     @property
     def name(self) -> str:
@@ -162,9 +164,48 @@ class Predictor:
                     f"predictor {self.name!r} of kind {self.kind!r} has no uncertainty estimate; "
                     "return_std=True needs kind 'ensemble'"
                 )
-            mean, std = self.pipeline.predict(X, return_std=True)
+            mean, std = self._predict(X, return_std=True)
             return np.asarray(mean, dtype=float), np.asarray(std, dtype=float)
-        return np.asarray(self.pipeline.predict(X), dtype=float)
+        return np.asarray(self._predict(X), dtype=float)
+
+    def _predict(self, X: np.ndarray, **params: Any) -> Any:
+        """``pipeline.predict``, through the compiled features when they were verified."""
+        fast = self._fast  # type: ignore[attr-defined]
+        if fast is not None and self.pipeline.steps[0][1] is fast[0]:
+            try:
+                features = fast[1](X)
+            except ValueError:  # let the stock steps raise their own error
+                return self.pipeline.predict(X, **params)
+            return self.pipeline.steps[-1][1].predict(features, **params)
+        return self.pipeline.predict(X, **params)
+
+
+def _fast_features(space: SearchSpace, pipeline: Pipeline) -> tuple[object, Any] | None:
+    """``(features step, compiled function)`` if it reproduces the step exactly on a probe batch.
+
+    Only ``Pipeline([("features", ...), ("regressor", ...)])`` qualifies (what
+    :func:`predictors.models.make_predictor` builds); anything else keeps ``pipeline.predict``.
+    """
+    steps = getattr(pipeline, "steps", None)
+    if not isinstance(steps, list) or len(steps) != 2:
+        return None
+    step = steps[0][1]
+    fn = compile_features(step)
+    if fn is None:
+        return None
+    rng = np.random.default_rng(0)
+    probe = space.encode_many([space.smallest(), space.largest(), *space.sample_many(30, rng)])
+    try:
+        fast, stock = fn(probe), np.asarray(step.transform(probe))  # type: ignore[union-attr]
+        same = (  # same values, dtype and memory layout, so BLAS sums in the same order
+            fast.dtype == stock.dtype
+            and fast.flags.c_contiguous == stock.flags.c_contiguous
+            and fast.flags.f_contiguous == stock.flags.f_contiguous
+            and np.array_equal(fast, stock)
+        )
+    except Exception:  # unfitted or foreign step: no fast path
+        return None
+    return (step, fn) if same else None
 
 
 def _predict_params(estimator: object) -> tuple[str, ...]:

@@ -13,6 +13,7 @@ from predictors.features import (
     ENCODINGS,
     cell_disconnected,
     cell_edges,
+    compile_features,
     feature_schema,
     make_features,
     prune_cell,
@@ -100,3 +101,44 @@ def test_unknown_encoding_names_the_allowed_values(tiny_space) -> None:  # type:
         ConfigError, match=r"encoding='binary' is not one of \['ordinal', 'onehot'\]"
     ):
         make_features(tiny_space, encoding="binary")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("pruning", [None, False])
+@pytest.mark.parametrize("encoding", ENCODINGS)
+@pytest.mark.parametrize("name", search_spaces.names())
+def test_compiled_features_equal_the_stock_transform(name: str, encoding: str, pruning) -> None:  # type: ignore[no-untyped-def]
+    from predictors.models import make_predictor
+    from predictors.predictor import Predictor
+
+    space = build_space(name)
+    X = space.encode_many(space.sample_many(80, np.random.default_rng(2)))
+    y = X.sum(axis=1).astype(float)
+    pipe = make_predictor(space, kind="ensemble", encoding=encoding, cell_pruning=pruning)  # type: ignore[arg-type]
+    pipe.fit(X[:60], y[:60])
+    fn = compile_features(pipe.steps[0][1])
+    assert fn is not None
+    for rows in (X[60:], X[60:61]):
+        stock = pipe.steps[0][1].transform(rows)
+        fast = fn(rows)
+        assert fast.dtype == stock.dtype and np.array_equal(fast, stock)
+        assert fast.flags.c_contiguous == stock.flags.c_contiguous
+        assert fast.flags.f_contiguous == stock.flags.f_contiguous
+    predictor = Predictor(space, pipe, metric="m")
+    assert predictor._fast is not None  # type: ignore[attr-defined]
+    close = {"rtol": 1e-12, "atol": 1e-12}
+    np.testing.assert_allclose(predictor.predict_encoded(X[60:]), pipe.predict(X[60:]), **close)
+    mean, std = predictor.predict_encoded(X[60:], return_std=True)
+    want_mean, want_std = pipe.predict(X[60:], return_std=True)
+    np.testing.assert_allclose(mean, want_mean, **close)
+    np.testing.assert_allclose(std, want_std, **close)
+
+
+def test_compiled_features_refuse_unknown_steps_and_values() -> None:
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    assert compile_features(StandardScaler().fit(np.zeros((2, 1)))) is None
+    enc = OneHotEncoder(categories=[[0, 1]], sparse_output=False).fit(np.array([[0], [1]]))
+    fn = compile_features(enc)
+    assert fn is not None
+    with pytest.raises(ValueError, match="outside"):
+        fn(np.array([[2]]))
