@@ -26,10 +26,21 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
-def ensure_ray(address: str | None = None) -> None:
+def ray_address(address: str | None) -> str:
+    """The address to pass to ``ray.init``: ``None`` means a fresh local instance.
+
+    Without this, ``ray.init()`` would join whatever ``ray start`` cluster runs on the machine.
+    Use ``"auto"`` to join the machine's cluster (what submitted Ray jobs do).
+    """
+    return address or "local"
+
+
+def ensure_ray(address: str | None = None, *, log_to_driver: bool = False) -> None:
     """Connect to (or start) Ray unless it is already initialised."""
     if not ray.is_initialized():
-        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        ray.init(
+            address=ray_address(address), include_dashboard=False, log_to_driver=log_to_driver
+        )
 
 
 @contextlib.contextmanager
@@ -148,4 +159,5 @@ __all__ = [
     "ensure_ray",
     "local_ray",
     "nodes_with",
+    "ray_address",
 ]

@@ -27,6 +27,7 @@ from ray.train.torch import TorchConfig, TorchTrainer
 
 from nas.data import ImageData
 from nas.errors import ConfigError
+from nas.execution.placement import ensure_ray
 from nas.space import SearchSpace
 from nas.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from nas.training.config import TrainConfig
@@ -200,8 +201,7 @@ def train_supernet(  # noqa: D417
     latest = latest_checkpoint(ray_dir)
     if latest is not None and load_checkpoint(latest).epoch >= config.epochs:
         return _result(run_dir, latest, config)
-    if not ray.is_initialized():
-        ray.init(address=address, include_dashboard=False)
+    ensure_ray(address, log_to_driver=True)  # workers print the per-epoch lines
     check_cluster(num_workers, cpus_per_worker, use_gpu)
     trainer = TorchTrainer(
         _worker_loop,

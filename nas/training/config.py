@@ -38,6 +38,10 @@ class TrainConfig:
         n_random: Random subnets trained per step besides the largest and smallest (sandwich).
         distill: Train the non-largest subnets on the largest one's soft outputs (in-place
             distillation) instead of the labels.
+        distill_temperature: Softmax temperature of the distillation targets.
+        distill_weight: Share of the distillation loss in a student's loss; the rest is the
+            label loss (1.0: pure in-place distillation as in BigNAS). The defaults (3.0, 0.5)
+            were chosen on the validation split of the bundled digits (benchmarks/README.md).
         micro_batches: Gradient accumulation: each worker's batch is processed in this many
             chunks (BatchNorm statistics are per chunk, as they are per worker under DDP).
         phases: Progressive shrinking, in order (``largest``, ``kernel``, ``depth``, ``width``,
@@ -56,7 +60,8 @@ class TrainConfig:
     warmup_epochs: int = 0
     n_random: int = 2
     distill: bool = True
-    distill_temperature: float = 1.0
+    distill_temperature: float = 3.0
+    distill_weight: float = 0.5
     label_smoothing: float = 0.0
     micro_batches: int = 1
     grad_clip: float = 0.0
@@ -89,6 +94,8 @@ class TrainConfig:
             raise ConfigError(
                 format_choice_error("train.eval_split", self.eval_split, ["val", "test"])
             )
+        if not 0 <= self.distill_weight <= 1:
+            raise ConfigError(f"train.distill_weight={self.distill_weight!r} must be in [0, 1]")
         if self.label_smoothing >= 1:
             raise ConfigError(f"train.label_smoothing={self.label_smoothing!r} must be < 1")
         if self.batch_size % self.micro_batches:

@@ -172,6 +172,7 @@ def train_epoch(
             students,
             distill=config.distill,
             temperature=config.distill_temperature,
+            distill_weight=config.distill_weight,
             label_smoothing=config.label_smoothing,
             micro_batches=config.micro_batches,
         )

@@ -54,6 +54,7 @@ class SandwichObjective(nn.Module):
         *,
         distill: bool = True,
         temperature: float = 1.0,
+        distill_weight: float = 1.0,
         label_smoothing: float = 0.0,
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """``(total loss, largest loss, mean student loss, correct largest predictions)``."""
@@ -62,12 +63,13 @@ class SandwichObjective(nn.Module):
         student_loss = torch.zeros((), device=x.device)
         for config in students:
             logits = self.supernet(x, config)
-            if distill:
-                student_loss = student_loss + distillation_loss(logits, teacher, temperature)
-            else:
-                student_loss = student_loss + F.cross_entropy(
-                    logits, y, label_smoothing=label_smoothing
-                )
+            weight = distill_weight if distill else 0.0
+            if weight > 0:
+                kd = distillation_loss(logits, teacher, temperature)
+                student_loss = student_loss + weight * kd
+            if weight < 1:
+                ce = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
+                student_loss = student_loss + (1 - weight) * ce
         correct = (teacher.detach().argmax(1) == y).sum()
         mean_student = student_loss.detach() / max(1, len(students))
         return loss + student_loss, loss.detach(), mean_student, correct
@@ -82,6 +84,7 @@ def sandwich_backward(
     *,
     distill: bool = True,
     temperature: float = 1.0,
+    distill_weight: float = 1.0,
     label_smoothing: float = 0.0,
     micro_batches: int = 1,
 ) -> StepLosses:
@@ -100,6 +103,7 @@ def sandwich_backward(
             students,
             distill=distill,
             temperature=temperature,
+            distill_weight=distill_weight,
             label_smoothing=label_smoothing,
         )
         (total / micro_batches).backward()
