@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from typing import TypeVar
 
@@ -44,7 +45,9 @@ class RayExecutor:
         if not items:
             return []
         remote_fn = ray.remote(num_cpus=self.num_cpus, resources=self.resources or None)(_call)
-        fn_ref = ray.put(fn)
+        # Wrapped in a list so Ray passes the reference itself: each worker process then
+        # deserializes ``fn`` (often a whole supernet) once, not once per item.
+        fn_ref = [ray.put(fn)]
         limit = self.max_in_flight or len(items)
         refs: list[ray.ObjectRef] = []
         for i, item in enumerate(items):
@@ -54,7 +57,19 @@ class RayExecutor:
         return list(ray.get(refs))
 
 
-def _call(fn: Callable[[T], R], item: T) -> R:
+_FUNCTIONS: OrderedDict[str, Callable[..., object]] = OrderedDict()
+_CACHED_FUNCTIONS = 4
+
+
+def _call(fn_ref: list[ray.ObjectRef], item: T) -> object:
+    """Run in a Ray worker: fetch the mapped function once per worker process, then call it."""
+    key = fn_ref[0].hex()
+    fn = _FUNCTIONS.get(key)
+    if fn is None:
+        fn = ray.get(fn_ref[0])
+        _FUNCTIONS[key] = fn
+        if len(_FUNCTIONS) > _CACHED_FUNCTIONS:
+            _FUNCTIONS.popitem(last=False)
     return fn(item)
 
 
