@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
+# Every Ray instance of the test session (local ones and the `ray start` clusters on loopback)
+# runs without token authentication. Ray caches the mode per process, so it must be the same for
+# the whole session: mixing modes makes a later local instance refuse the driver's connection.
+os.environ["RAY_AUTH_MODE"] = "disabled"
+
 import numpy as np
 import pytest
 import torch

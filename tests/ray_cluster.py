@@ -41,8 +41,7 @@ def two_node_cluster(*, cpus_per_node: int = 1) -> Iterator[str]:
     port = _free_port()
     address = f"127.0.0.1:{port}"
     env_cpus = str(cpus_per_node)
-    previous_auth = os.environ.get("RAY_AUTH_MODE")
-    os.environ["RAY_AUTH_MODE"] = "disabled"  # loopback-only test cluster: no token files
+    os.environ["RAY_AUTH_MODE"] = "disabled"  # as tests/conftest.py sets for the session
     try:
         _ray(
             "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1",
@@ -64,7 +63,3 @@ def two_node_cluster(*, cpus_per_node: int = 1) -> Iterator[str]:
         if ray.is_initialized():
             ray.shutdown()
         _ray("stop", "--force")
-        if previous_auth is None:
-            os.environ.pop("RAY_AUTH_MODE", None)
-        else:
-            os.environ["RAY_AUTH_MODE"] = previous_auth
