@@ -230,3 +230,55 @@ def test_training_spans_a_two_node_cluster(tmp_path) -> None:
             ray.shutdown()
     assert int(result.metrics["workers"].iloc[0]) == 2
     assert load_checkpoint(result.checkpoint).epoch == 1
+
+
+def _train_workers() -> list[int]:
+    """PIDs of Ray Train worker processes on this (Linux) machine."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if cmdline.startswith(b"ray::RayTrainWorker"):
+            pids.append(int(entry.name))
+    return pids
+
+
+@pytest.mark.slow
+def test_a_killed_worker_restarts_from_the_last_checkpoint(tmp_path) -> None:
+    if ray.is_initialized():
+        ray.shutdown()
+    script = tmp_path / "train.py"
+    script.write_text(TRAIN_SCRIPT)
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(run_dir)],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while _metrics_rows(run_dir) < 2 or not _train_workers():
+            assert proc.poll() is None, "training ended before a worker could be killed"
+            assert time.monotonic() < deadline, "training made no progress"
+            time.sleep(0.2)
+        for pid in _train_workers():
+            os.kill(pid, signal.SIGKILL)  # the Ray Train worker, not the driver
+        output, _ = proc.communicate(timeout=400)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, output[-3000:]
+    assert "FINAL" in output
+    # Ray Train restarted the worker group inside the same run (FailureConfig), from the last
+    # reported checkpoint: one attempt, every epoch once, the final checkpoint complete.
+    assert sorted(p.name for p in (run_dir / "ray").glob("attempt_*")) == ["attempt_000"]
+    assert list(pd.read_csv(run_dir / "metrics.csv")["epoch"]) == [0, 1, 2, 3]
+    assert load_checkpoint(latest_checkpoint(run_dir / "ray")).epoch == 4
