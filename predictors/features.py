@@ -15,10 +15,22 @@ dimension), so pipelines stay cheap to fit, clone and persist. Three stock steps
 Dimensions with a single option carry no information and are left out.
 
 Cell spaces (every dimension named ``edge{j}<-{i}``, an operation on the edge from node ``i`` to
-node ``j`` of a DAG, with a ``"none"`` option, as NAS-Bench-201) get two more stock blocks when
-``cell_pruning`` is on: the one-hot of the *effective* operations (an edge counts only if it lies
-on a path from the input node to the output node; others become ``"none"``) and a flag for cells
-whose output is disconnected. The raw one-hot is kept, since hardware may still run dead edges.
+node ``j`` of a DAG, with a ``"none"`` option, as NAS-Bench-201) get more stock blocks when
+``cell_pruning`` is on:
+
+- ``effective``: the one-hot of the operations that can affect the cell output (an edge counts
+  only if a path of non-``none`` edges leads from its target node to the output node; others
+  become ``"none"``): a compiler drops the others as dead code, while an operation whose *input*
+  is disconnected still runs on the zero tensor;
+- ``counts`` (when every edge has the same options): how many edges hold each operation, raw and
+  effective, times :data:`OP_COUNT_WEIGHT`. The per-edge one-hots then only describe deviations
+  from a per-operation cost, which a ridge penalty shrinks;
+- ``disconnected``: a flag for cells whose output is disconnected from the input (no path of
+  non-``none`` edges): their latency is near zero on some devices.
+
+The raw one-hot is kept, since hardware may still run dead edges. These choices were made by
+cross-validation inside 100-architecture training sets of NAS-Bench-201 latency
+(``benchmarks/predictors_nb201.py``, seeds not reported there).
 """
 
 from __future__ import annotations
@@ -38,6 +50,8 @@ from nas.space import SearchSpace
 Encoding = Literal["ordinal", "onehot"]
 ENCODINGS: tuple[str, ...] = get_args(Encoding)
 INACTIVE = -1
+OP_COUNT_WEIGHT = 4.0
+"""Scale of the per-operation edge counts of cell spaces (one edge more adds this much)."""
 
 
 def mask_inactive(X: np.ndarray, gates: list[list[object]]) -> np.ndarray:
@@ -71,23 +85,52 @@ def scale_ordinal(X: np.ndarray, tables: list[list[float]]) -> np.ndarray:
     return lookup[np.arange(len(tables))[None, :], X + 1]
 
 
-def prune_cell(X: np.ndarray, edges: list[list[int]], none_index: list[int]) -> np.ndarray:
-    """Set every edge that is not on an input→output path of the cell DAG to ``none``.
+def prune_cell(
+    X: np.ndarray,
+    edges: list[list[int]],
+    none_index: list[int],
+    keep: str = "path",
+    count_options: int | None = None,
+    weight: float = 1.0,
+) -> np.ndarray:
+    """Set the edges that do not count to ``none`` (or count the operations, see below).
 
     Args:
         X: Operation indices, one column per edge, shape ``(n, len(edges))``.
         edges: ``[to_node, from_node]`` per column; node 0 is the input, the largest the output.
         none_index: Per column, the option index of ``"none"``.
+        keep: ``"path"`` keeps the edges on an input→output path of non-``none`` edges;
+            ``"live"`` keeps every edge whose output reaches the output node (not dead code),
+            even when its *input* is disconnected, since such an operation still runs on zeros.
+        count_options: If given (every column having these many options, ``none`` at the same
+            index), return instead, per option other than ``none``, the number of edges holding
+            it in ``X`` and then among the kept edges, times ``weight``: shape
+            ``(n, 2 * (count_options - 1))``. One function does both so that saved pipelines
+            hold only functions that ``predictors.persistence.TRUSTED_TYPES`` lists.
+        weight: Scale of the counts.
     """
+    if keep not in ("path", "live"):
+        raise ConfigError(format_choice_error("keep", keep, ["path", "live"]))
+    pruned = _prune(X, edges, none_index, keep)
+    if count_options is None:
+        return pruned
+    X = np.asarray(X, dtype=np.int64)
+    ops = [o for o in range(count_options) if o != none_index[0]]
+    counts = [(o == M).sum(axis=1) for M in (X, pruned) for o in ops]
+    return weight * np.stack(counts, axis=1).astype(np.float64)
+
+
+def _prune(X: np.ndarray, edges: list[list[int]], none_index: list[int], keep: str) -> np.ndarray:
     X = np.asarray(X, dtype=np.int64)
     n_nodes = max(max(e) for e in edges) + 1
     alive = np.asarray(none_index)[None, :] != X
     order = sorted(range(len(edges)), key=lambda k: (edges[k][0], edges[k][1]))
-    forward = np.zeros((len(X), n_nodes), dtype=bool)
-    forward[:, 0] = True
-    for k in order:  # edges sorted by target node: sources are final when visited
-        to, frm = edges[k]
-        forward[:, to] |= forward[:, frm] & alive[:, k]
+    forward = np.ones((len(X), n_nodes), dtype=bool)
+    if keep == "path":
+        forward[:, 1:] = False
+        for k in order:  # edges sorted by target node: sources are final when visited
+            to, frm = edges[k]
+            forward[:, to] |= forward[:, frm] & alive[:, k]
     backward = np.zeros((len(X), n_nodes), dtype=bool)
     backward[:, n_nodes - 1] = True
     for k in reversed(order):
@@ -121,6 +164,11 @@ def cell_edges(space: SearchSpace) -> list[list[int]] | None:
             return None
         edges.append([to, frm])
     return edges or None
+
+
+def _shared_options(space: SearchSpace) -> bool:
+    """Whether every dimension has the same options (so per-operation counts make sense)."""
+    return len({tuple(d.options) for d in space.dims}) == 1
 
 
 def _scaled_values(options: tuple[object, ...]) -> list[float]:
@@ -158,15 +206,16 @@ def make_features(
         space: The search space whose encodings the transformer receives.
         encoding: ``"ordinal"`` scales ordered dimensions and one-hot encodes unordered ones;
             ``"onehot"`` one-hot encodes every dimension (Once-for-All's encoder).
-        cell_pruning: Add effective-operation features for cell DAG spaces; ``None`` turns it on
-            exactly when :func:`cell_edges` recognises the space.
+        cell_pruning: Add the effective-operation, operation-count and disconnected-cell features
+            of cell DAG spaces (module doc); ``None`` turns them on exactly when
+            :func:`cell_edges` recognises the space.
 
     Example:
         >>> import search_spaces
         >>> space = search_spaces.get("nas_bench_201")
         >>> X = space.encode_many([space.smallest(), space.largest()])
         >>> make_features(space).fit_transform(X).shape
-        (2, 61)
+        (2, 69)
     """
     names = space.names
     gates: list[list[object]] = []
@@ -217,7 +266,7 @@ def make_features(
         all_columns = list(range(len(space.dims)))
         effective = Pipeline(
             [
-                ("prune", FunctionTransformer(prune_cell, kw_args=kw)),
+                ("prune", FunctionTransformer(prune_cell, kw_args={**kw, "keep": "live"})),
                 (
                     "onehot",
                     OneHotEncoder(
@@ -229,6 +278,16 @@ def make_features(
             ]
         )
         transformers.append(("effective", effective, all_columns))
+        if _shared_options(space):
+            counts_kw = {
+                **kw,
+                "keep": "live",
+                "count_options": len(space.dims[0].options),
+                "weight": OP_COUNT_WEIGHT,
+            }
+            transformers.append(
+                ("counts", FunctionTransformer(prune_cell, kw_args=counts_kw), all_columns)
+            )
         transformers.append(
             ("disconnected", FunctionTransformer(cell_disconnected, kw_args=kw), all_columns)
         )
@@ -252,7 +311,11 @@ def feature_schema(
     columns = feature_columns(space, encoding)
     edges = cell_edges(space)
     pruned = edges is not None and cell_pruning is not False
-    extra = sum(len(d.options) for d in space.dims) + 1 if pruned else 0
+    extra = 0
+    if pruned:
+        extra = sum(len(d.options) for d in space.dims) + 1
+        if _shared_options(space):
+            extra += 2 * (len(space.dims[0].options) - 1)
     return {
         "encoding": encoding,
         "input": "option indices in dimension order (SearchSpace.encode_many)",

@@ -11,6 +11,7 @@ import search_spaces
 from nas.errors import ConfigError
 from predictors.features import (
     ENCODINGS,
+    OP_COUNT_WEIGHT,
     cell_disconnected,
     cell_edges,
     compile_features,
@@ -32,6 +33,10 @@ def test_features_are_finite_with_the_declared_width(name: str, encoding: str) -
         F = make_features(space, encoding=encoding).fit_transform(X)  # type: ignore[arg-type]
     assert F.shape == (len(configs), feature_schema(space, encoding)["n_features"])  # type: ignore[arg-type]
     assert np.isfinite(F).all()
+    if cell_edges(space) is not None:  # the last columns but one are operation counts
+        counts = F[:, -9:-1]
+        assert np.array_equal(counts / OP_COUNT_WEIGHT, np.round(counts / OP_COUNT_WEIGHT))
+        F = np.hstack([F[:, :-9], F[:, -1:]])
     assert F.min() >= 0.0 and F.max() <= 1.0
 
 
@@ -67,8 +72,49 @@ def test_cell_features_mark_dead_edges_and_disconnected_cells() -> None:
     assert [names[i] for i in pruned[0]] == ["none"] * 3 + ["skip_connect", "none", "none"]
     assert [names[i] for i in pruned[1]] == ["none"] * 6
     assert cell_disconnected(X, edges, none).ravel().tolist() == [0.0, 1.0]  # type: ignore[arg-type]
+    # live (not dead-code) edges: the same here, since no edge of the second cell reaches node 3
+    live = prune_cell(X, edges, none, keep="live")  # type: ignore[arg-type]
+    assert [names[i] for i in live[0]] == ["none"] * 3 + ["skip_connect", "none", "none"]
+    assert [names[i] for i in live[1]] == ["none"] * 6
     F = make_features(space).fit_transform(X)
-    assert F.shape == (2, 61) and F[:, -1].tolist() == [0.0, 1.0]
+    assert F.shape == (2, 69) and F[:, -1].tolist() == [0.0, 1.0]
+    with pytest.raises(ConfigError, match="cell_pruning=True needs a cell space"):
+        make_features(search_spaces.get("tiny_cnn"), cell_pruning=True)
+
+
+def test_live_edges_keep_ops_on_disconnected_inputs_and_counts_add_up() -> None:
+    from sklearn.base import clone
+
+    space = search_spaces.get("nas_bench_201")
+    edges, none = cell_edges(space), [0] * 6
+    names = space.dims[0].options
+    # node 2 has no input (2<-0, 2<-1 are none), yet its conv to the output still runs on zeros
+    orphan = _cell(["avg_pool_3x3", "none", "none", "none", "none", "nor_conv_3x3"])
+    full = _cell(["nor_conv_3x3"] * 3 + ["nor_conv_1x1"] * 3)
+    X = space.encode_many([orphan, full])
+    live = prune_cell(X, edges, none, keep="live")  # type: ignore[arg-type]
+    assert [names[i] for i in live[0]] == ["none"] * 5 + ["nor_conv_3x3"]
+    assert np.array_equal(live[1], X[1])
+    assert [names[i] for i in prune_cell(X, edges, none)[0]] == ["none"] * 6  # type: ignore[arg-type]
+    counts = prune_cell(X, edges, none, "live", count_options=5, weight=2.0)  # type: ignore[arg-type]
+    # columns: raw skip, 1x1, 3x3, pool, then the same for live edges
+    assert counts.tolist() == [[0, 0, 2, 2, 0, 0, 2, 0], [0, 6, 6, 0, 0, 6, 6, 0]]
+    features = make_features(space)
+    F = features.fit_transform(X)
+    assert F[:, -1].tolist() == [1.0, 0.0]  # disconnected flag
+    assert np.array_equal(F[:, -9:-1], prune_cell(X, edges, none, "live", 5, OP_COUNT_WEIGHT))  # type: ignore[arg-type]
+    assert np.array_equal(clone(features).fit_transform(X), F)
+    assert "columns__counts__kw_args" in features.get_params()
+
+
+def test_ridge_grid_on_cell_spaces_reaches_strong_penalties() -> None:
+    from predictors.models import search_predictor
+
+    space = search_spaces.get("nas_bench_201")
+    X = space.encode_many(space.sample_many(30, np.random.default_rng(3)))
+    y = (X == 3).sum(axis=1) + 0.1 * (X == 2).sum(axis=1)
+    search = search_predictor(space, X, y.astype(float), kind="ridge")
+    assert 100.0 in search.param_grid["regressor__alpha"]  # type: ignore[index]
     with pytest.raises(ConfigError, match="cell_pruning=True needs a cell space"):
         make_features(search_spaces.get("tiny_cnn"), cell_pruning=True)
 

@@ -92,7 +92,7 @@ def test_cell_space_pipeline_round_trips(tmp_path) -> None:  # type: ignore[no-u
     save_predictor(predictor, tmp_path / "p")
     manifest = json.loads((tmp_path / "p" / MANIFEST_FILE).read_text())
     assert (
-        manifest["features"]["cell_pruning"] is True and manifest["features"]["n_features"] == 61
+        manifest["features"]["cell_pruning"] is True and manifest["features"]["n_features"] == 69
     )
     loaded = load_predictor(tmp_path / "p", space=space)
     np.testing.assert_array_equal(loaded.predict_encoded(X), predictor.predict_encoded(X))
