@@ -1,7 +1,8 @@
 """Supernet training on Ray Train: ``TorchTrainer`` workers running the plain-torch core.
 
 DDP over gloo on CPU, NCCL on GPU (Ray Train sets up the process group). Rank 0 evaluates the
-largest, smallest and a random subnet after every epoch, writes a checkpoint in our safe format
+largest, smallest and a random subnet after every epoch, writes ``metrics.csv`` (which the
+driver follows to print one progress line per epoch), writes a checkpoint in our safe format
 (:mod:`nas.training.checkpoint`) and reports it to Ray Train with the epoch's metrics; all ranks
 report the metrics. A failed worker restarts from the last reported checkpoint
 (``FailureConfig``); a stopped run (driver killed) resumes from the newest finished checkpoint
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -120,7 +122,6 @@ def _worker_loop(loop_config: dict[str, Any]) -> None:
         )
         model.to(device)
         write_metrics_row(run_dir / METRICS_FILE, row)
-        print(format_epoch_line(row, config.epochs), flush=True)
         with tempfile.TemporaryDirectory() as tmp:
             save_checkpoint(
                 tmp,
@@ -138,6 +139,48 @@ def _worker_loop(loop_config: dict[str, Any]) -> None:
                 checkpoint=Checkpoint.from_directory(tmp),
                 checkpoint_dir_name=f"epoch_{epoch + 1:04d}",
             )
+
+
+class EpochPrinter:
+    """Prints each new row of ``metrics.csv`` as a progress line while training runs.
+
+    The driver follows the file rank 0 writes instead of forwarding worker logs, so the console
+    shows one line per epoch and none of Ray's internal log traffic.
+    """
+
+    def __init__(self, metrics_csv: Path, epochs: int, *, interval_s: float = 0.5) -> None:
+        self.metrics_csv = metrics_csv
+        self.epochs = epochs
+        self.interval_s = interval_s
+        self._printed: set[int] = set()
+        if metrics_csv.exists():  # rows of earlier attempts were printed by them
+            self._printed.update(int(e) for e in pd.read_csv(metrics_csv)["epoch"])
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._follow, daemon=True)
+
+    def __enter__(self) -> EpochPrinter:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._print_new()
+
+    def _follow(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self._print_new()
+
+    def _print_new(self) -> None:
+        try:
+            frame = pd.read_csv(self.metrics_csv)
+        except (OSError, pd.errors.EmptyDataError):
+            return
+        for row in frame.to_dict("records"):
+            epoch = int(row["epoch"])
+            if epoch not in self._printed:
+                self._printed.add(epoch)
+                print(format_epoch_line(row, self.epochs), flush=True)
 
 
 def _attempt_name(ray_dir: Path) -> str:
@@ -201,7 +244,7 @@ def train_supernet(  # noqa: D417
     latest = latest_checkpoint(ray_dir)
     if latest is not None and load_checkpoint(latest).epoch >= config.epochs:
         return _result(run_dir, latest, config)
-    ensure_ray(address, log_to_driver=True)  # workers print the per-epoch lines
+    ensure_ray(address)
     check_cluster(num_workers, cpus_per_worker, use_gpu)
     trainer = TorchTrainer(
         _worker_loop,
@@ -226,7 +269,8 @@ def train_supernet(  # noqa: D417
             checkpoint_config=CheckpointConfig(num_to_keep=config.keep_checkpoints),
         ),
     )
-    result = trainer.fit()
+    with EpochPrinter(run_dir / METRICS_FILE, config.epochs):
+        result = trainer.fit()
     if result.error is not None:
         raise result.error
     final = latest_checkpoint(ray_dir)
