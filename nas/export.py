@@ -23,6 +23,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+import search_spaces
 from nas.errors import ConfigError, IncompatibleArtifactError
 from nas.subnet import SubnetConfig
 
@@ -100,11 +101,7 @@ def export_subnet(
         "card_version": CARD_VERSION,
         "config": config.to_dict(),
         "config_key": config.key,
-        "search_space": {
-            "name": space.name,
-            "options": dict(space.metadata.get("options", {})),
-            "fingerprint": space.fingerprint(),
-        },
+        "search_space": search_spaces.describe(space),
         "input_shape": list(supernet.input_shape()),
         "metrics": {
             "measured": dict(measured or {}),
@@ -133,19 +130,11 @@ def load_exported(path: str | Path) -> nn.Module:
     Raises:
         IncompatibleArtifactError: the search space named in the card no longer matches.
     """
-    import search_spaces
     from nas.supernet import Supernet
 
     path = Path(path)
     card = read_card(path)
-    space_info = card["search_space"]
-    options = {k: tuple(v) if isinstance(v, list) else v for k, v in space_info["options"].items()}
-    space = search_spaces.get(space_info["name"], **options)
-    if space.fingerprint() != space_info["fingerprint"]:
-        raise IncompatibleArtifactError(
-            f"{path}: search space {space_info['name']!r} fingerprint "
-            f"{space.fingerprint()} differs from the card's {space_info['fingerprint']}"
-        )
+    space = search_spaces.rebuild(card["search_space"], artifact=str(path))
     config = space.validate(card["config"])
     with torch.device("meta"):
         skeleton = Supernet(space)

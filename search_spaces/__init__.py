@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
-from nas.errors import ConfigError, format_choice_error
+from nas.errors import ConfigError, IncompatibleArtifactError, format_choice_error
 from nas.space import SearchSpace
 from search_spaces import mobilenet_like, nas_bench_201, tiny_cnn
 
@@ -32,3 +33,30 @@ def get(name: str, **options: object) -> SearchSpace:
         raise ConfigError(f"search_space {name!r}: bad options {sorted(options)}: {exc}") from exc
     # Record how the space was built so artifacts can rebuild it (model cards, predictors).
     return dataclasses.replace(space, metadata={**space.metadata, "options": dict(options)})
+
+
+def describe(space: SearchSpace) -> dict[str, Any]:
+    """How artifacts (checkpoints, model cards) record the space they belong to."""
+    return {
+        "name": space.name,
+        "options": dict(space.metadata.get("options", {})),
+        "fingerprint": space.fingerprint(),
+    }
+
+
+def rebuild(description: Mapping[str, Any], *, artifact: str) -> SearchSpace:
+    """The space :func:`describe` recorded, refusing one whose definition has changed since.
+
+    Raises:
+        IncompatibleArtifactError: the rebuilt space's fingerprint differs from the recorded one.
+    """
+    options = {
+        k: tuple(v) if isinstance(v, list) else v for k, v in description["options"].items()
+    }
+    space = get(description["name"], **options)
+    if space.fingerprint() != description["fingerprint"]:
+        raise IncompatibleArtifactError(
+            f"{artifact}: search space {description['name']!r} now has fingerprint "
+            f"{space.fingerprint()}; the artifact was made for {description['fingerprint']}"
+        )
+    return space

@@ -31,17 +31,18 @@ from nas.data import ImageData
 from nas.errors import ConfigError
 from nas.execution.placement import ensure_ray
 from nas.space import SearchSpace
-from nas.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from nas.training.checkpoint import latest_checkpoint, load_checkpoint
 from nas.training.config import TrainConfig
 from nas.training.loop import (
     METRICS_FILE,
     epoch_loader,
-    evaluate_subnets,
-    evaluation_configs,
+    epoch_row,
+    evaluate_epoch,
     format_epoch_line,
     make_optimizer,
     make_scheduler,
     restore_training,
+    save_epoch_checkpoint,
     steps_per_epoch,
     train_epoch,
     write_metrics_row,
@@ -104,35 +105,25 @@ def _worker_loop(loop_config: dict[str, Any]) -> None:
             device=device,
         )
         step += stats.steps
-        row: dict[str, Any] = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"]}
-        row.update(stats.metrics())
+        row = epoch_row(epoch, optimizer, stats)
         row["samples_per_s"] = float(row["samples_per_s"]) * world  # all workers together
         row["workers"] = world
         if rank != 0:
             ray.train.report({k: v for k, v in row.items() if k != "phase"})
             continue
-        row.update(
-            evaluate_subnets(
-                model.cpu() if device.type != "cpu" else model,
-                data,
-                evaluation_configs(space, config.seed),
-                n_calib=config.calib_images,
-                split=config.eval_split,
-            )
-        )
+        row.update(evaluate_epoch(model.cpu() if device.type != "cpu" else model, data, config))
         model.to(device)
         write_metrics_row(run_dir / METRICS_FILE, row)
         with tempfile.TemporaryDirectory() as tmp:
-            save_checkpoint(
+            save_epoch_checkpoint(
                 tmp,
                 model=model,
-                space=space,
-                epoch=epoch + 1,
+                config=config,
+                epoch=epoch,
                 global_step=step,
-                train_config=config.to_dict(),
                 optimizer=optimizer,
                 scheduler=scheduler,
-                metrics=row,
+                row=row,
             )
             ray.train.report(
                 {k: v for k, v in row.items() if k != "phase"},

@@ -22,6 +22,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
+import search_spaces
 from nas.errors import ConfigError, IncompatibleArtifactError, UnsafeFileError
 from nas.space import SearchSpace
 
@@ -118,11 +119,7 @@ def save_checkpoint(
         "format_version": FORMAT_VERSION,
         "epoch": epoch,
         "global_step": global_step,
-        "search_space": {
-            "name": space.name,
-            "options": dict(space.metadata.get("options", {})),
-            "fingerprint": space.fingerprint(),
-        },
+        "search_space": search_spaces.describe(space),
         "train_config": dict(train_config),
         "optimizer": opt_plain,
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
@@ -166,21 +163,6 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     )
 
 
-def space_from_state(state: Mapping[str, Any]) -> SearchSpace:
-    """Rebuild the search space a checkpoint was trained on (checked by fingerprint)."""
-    import search_spaces
-
-    info = state["search_space"]
-    options = {k: tuple(v) if isinstance(v, list) else v for k, v in info["options"].items()}
-    space = search_spaces.get(info["name"], **options)
-    if space.fingerprint() != info["fingerprint"]:
-        raise IncompatibleArtifactError(
-            f"search space {info['name']!r} now has fingerprint {space.fingerprint()}, the "
-            f"checkpoint was trained on {info['fingerprint']}"
-        )
-    return space
-
-
 def load_supernet(
     path: str | Path, *, space: SearchSpace | None = None
 ) -> tuple[nn.Module, Checkpoint]:
@@ -194,7 +176,7 @@ def load_supernet(
     checkpoint = load_checkpoint(path)
     trained_on = checkpoint.state["search_space"]
     if space is None:
-        space = space_from_state(checkpoint.state)
+        space = search_spaces.rebuild(trained_on, artifact=str(path))
     elif space.fingerprint() != trained_on["fingerprint"]:
         raise IncompatibleArtifactError(
             f"{path}: trained on search space {trained_on['name']!r} "

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -37,6 +37,9 @@ from nas.training.checkpoint import (
 from nas.training.config import TrainConfig
 from nas.training.sampling import ProgressiveSchedule, sandwich_configs
 from nas.training.step import SandwichObjective, sandwich_backward
+
+if TYPE_CHECKING:
+    from nas.supernet import Supernet
 
 METRICS_FILE = "metrics.csv"
 EVAL_STREAM = 2**31  # seed stream of the per-epoch random subnet, apart from step streams
@@ -222,6 +225,47 @@ def evaluate_subnets(
     }
 
 
+def epoch_row(epoch: int, optimizer: torch.optim.Optimizer, stats: EpochStats) -> dict[str, Any]:
+    """The metrics row of a trained epoch (evaluation columns are added by the caller)."""
+    return {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"], **stats.metrics()}
+
+
+def evaluate_epoch(supernet: Supernet, data: ImageData, config: TrainConfig) -> dict[str, float]:
+    """Top-1 of the largest, smallest and fixed random subnet after BN re-calibration."""
+    return evaluate_subnets(
+        supernet,
+        data,
+        evaluation_configs(supernet.space, config.seed),
+        n_calib=config.calib_images,
+        split=config.eval_split,
+    )
+
+
+def save_epoch_checkpoint(
+    directory: str | Path,
+    *,
+    model: Supernet,
+    config: TrainConfig,
+    epoch: int,
+    global_step: int,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    row: Mapping[str, Any],
+) -> Path:
+    """The checkpoint written after ``epoch`` (0-based) finished."""
+    return save_checkpoint(
+        directory,
+        model=model,
+        space=model.space,
+        epoch=epoch + 1,
+        global_step=global_step,
+        train_config=config.to_dict(),
+        optimizer=optimizer,
+        scheduler=scheduler,
+        metrics=row,
+    )
+
+
 def write_metrics_row(path: Path, row: Mapping[str, Any]) -> pd.DataFrame:
     """Add one epoch's row to the metrics CSV atomically, replacing rows of later epochs.
 
@@ -310,32 +354,22 @@ def train_locally(
             start_step=step,
         )
         step += stats.steps
-        row: dict[str, Any] = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"]}
-        row.update(stats.metrics())
+        row = epoch_row(epoch, optimizer, stats)
         if evaluate:
-            row.update(
-                evaluate_subnets(
-                    model,
-                    data,
-                    evaluation_configs(space, config.seed),
-                    n_calib=config.calib_images,
-                    split=config.eval_split,
-                )
-            )
+            row.update(evaluate_epoch(model, data, config))
             if log is not None:
                 log(format_epoch_line(row, config.epochs))
         rows.append(row)
         if root is not None:
-            save_checkpoint(
+            save_epoch_checkpoint(
                 root / "checkpoints" / f"epoch_{epoch + 1:04d}",
                 model=model,
-                space=space,
-                epoch=epoch + 1,
+                config=config,
+                epoch=epoch,
                 global_step=step,
-                train_config=config.to_dict(),
                 optimizer=optimizer,
                 scheduler=scheduler,
-                metrics=row,
+                row=row,
             )
             write_metrics_row(root / METRICS_FILE, row)
     metrics = (
