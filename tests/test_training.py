@@ -16,6 +16,7 @@ from nas.elastic import ElasticBatchNorm2d
 from nas.errors import ConfigError, IncompatibleArtifactError, UnsafeFileError
 from nas.measure.accuracy import evaluate_accuracy
 from nas.supernet import Supernet
+from nas.training.augment import MAX_SHIFT, augment_batch, random_shift, shift_offsets
 from nas.training.checkpoint import (
     MODEL_FILE,
     STATE_FILE,
@@ -55,6 +56,7 @@ BAD_VALUES = {
     "lr_schedule": "linear",
     "n_random": -1,
     "distill": "yes",
+    "augment": "crop",
     "micro_batches": 0,
     "label_smoothing": 1.5,
     "eval_split": "train",
@@ -76,6 +78,8 @@ def test_bad_choice_lists_allowed_values() -> None:
         TrainConfig(optimizer="rmsprop")
     with pytest.raises(ConfigError, match="bits"):
         TrainConfig(phases=("colour",), phase_epochs=(1,))
+    with pytest.raises(ConfigError, match=r"train.augment='crop' is not one of.*'shift'"):
+        TrainConfig.from_dict({"augment": "crop"})
 
 
 def test_unknown_train_key_names_allowed_keys() -> None:
@@ -131,6 +135,43 @@ def test_progressive_schedule_opens_dimensions_in_order() -> None:
                 if dimension_kind(name) != "kernel":
                     assert cfg[name] == largest[name], name
     assert set(PHASES[1:]) == {dimension_kind(n) for n in space.names}
+
+
+# -- augmentation -----------------------------------------------------------------------------
+def test_shift_augmentation_depends_only_on_seed_step_and_rank(data) -> None:
+    x = data.tensors("train")[0][:64]
+    a = augment_batch(x, "shift", seed=3, step=10)
+    assert a.shape == x.shape and a.dtype == x.dtype
+    torch.testing.assert_close(a, augment_batch(x, "shift", seed=3, step=10), rtol=0, atol=0)
+    assert not torch.equal(a, x)
+    for seed, step, rank in ((3, 11, 0), (4, 10, 0), (3, 10, 1)):
+        assert not torch.equal(a, augment_batch(x, "shift", seed=seed, step=step, rank=rank))
+    assert augment_batch(x, "none", seed=3, step=10) is x
+    with pytest.raises(ConfigError, match=r"train\.augment"):
+        augment_batch(x, "rotate", seed=0, step=0)
+
+
+def test_shift_is_a_crop_of_the_edge_padded_image() -> None:
+    x = torch.randn(40, 2, 8, 8)
+    offsets = shift_offsets(40, seed=0, step=0)
+    assert offsets.min() >= -MAX_SHIFT and offsets.max() <= MAX_SHIFT
+    assert len({tuple(o) for o in offsets}) == (2 * MAX_SHIFT + 1) ** 2  # every shift drawn
+    shifted = random_shift(x, offsets)
+    padded = torch.nn.functional.pad(x, (MAX_SHIFT,) * 4, mode="replicate")
+    for i, (dy, dx) in enumerate(offsets):
+        r, c = MAX_SHIFT + dy, MAX_SHIFT + dx
+        torch.testing.assert_close(shifted[i], padded[i, :, r : r + 8, c : c + 8])
+    torch.testing.assert_close(random_shift(x, np.zeros((40, 2), dtype=int)), x)
+
+
+def test_augmentation_changes_training(data) -> None:
+    space = search_spaces.get("tiny_cnn")
+    weights = {}
+    for augment in ("none", "shift"):
+        config = TrainConfig(epochs=1, batch_size=256, n_random=0, augment=augment)
+        model, _ = train_locally(space, data, config, evaluate=False, log=None)
+        weights[augment] = torch.cat([p.detach().flatten() for p in model.parameters()])
+    assert not torch.equal(weights["none"], weights["shift"])
 
 
 # -- step -------------------------------------------------------------------------------------
@@ -285,9 +326,12 @@ def test_unfinished_checkpoints_are_never_resumed_from(trained, tmp_path) -> Non
     assert latest_checkpoint(tmp_path) == tmp_path / "e2"
 
 
-def test_interrupted_local_training_resumes_to_the_same_weights(data, tmp_path) -> None:
+@pytest.mark.parametrize("augment", ["none", "shift"])
+def test_interrupted_local_training_resumes_to_the_same_weights(
+    data, tmp_path, augment: str
+) -> None:
     space = search_spaces.get("tiny_cnn")
-    config = TrainConfig(epochs=3, batch_size=128, n_random=1, seed=1)
+    config = TrainConfig(epochs=3, batch_size=128, n_random=1, seed=1, augment=augment)
     torch.set_num_threads(1)
     reference, _ = train_locally(
         space, data, config, run_dir=tmp_path / "a", evaluate=False, log=None

@@ -103,6 +103,7 @@ def _worker_loop(loop_config: dict[str, Any]) -> None:
             epoch=epoch,
             start_step=step,
             device=device,
+            rank=rank,
         )
         step += stats.steps
         row = epoch_row(epoch, optimizer, stats)

@@ -17,6 +17,7 @@ from nas.errors import ConfigError, format_choice_error
 OPTIMIZERS: tuple[str, ...] = ("sgd", "adamw")
 LR_SCHEDULES: tuple[str, ...] = ("cosine", "constant")
 PHASES: tuple[str, ...] = ("largest", "kernel", "depth", "width", "bits")
+AUGMENTATIONS: tuple[str, ...] = ("none", "shift")
 
 
 def _positive(key: str, value: object, *, allow_zero: bool = False, integer: bool = False) -> None:
@@ -42,6 +43,10 @@ class TrainConfig:
         distill_weight: Share of the distillation loss in a student's loss; the rest is the
             label loss (1.0: pure in-place distillation as in BigNAS). The defaults (3.0, 0.5)
             were chosen on the validation split of the bundled digits (benchmarks/README.md).
+        augment: Training-time augmentation of each batch, shared by all subnets of a step:
+            ``none`` or ``shift`` (random shift of up to one pixel in each direction, edges
+            replicated), seeded by ``(seed, global step, worker rank)``
+            (:mod:`nas.training.augment`).
         micro_batches: Gradient accumulation: each worker's batch is processed in this many
             chunks (BatchNorm statistics are per chunk, as they are per worker under DDP).
         phases: Progressive shrinking, in order (``largest``, ``kernel``, ``depth``, ``width``,
@@ -63,6 +68,7 @@ class TrainConfig:
     distill_temperature: float = 3.0
     distill_weight: float = 0.5
     label_smoothing: float = 0.0
+    augment: str = "none"
     micro_batches: int = 1
     grad_clip: float = 0.0
     phases: tuple[str, ...] = ()
@@ -90,6 +96,8 @@ class TrainConfig:
             raise ConfigError(
                 format_choice_error("train.lr_schedule", self.lr_schedule, LR_SCHEDULES)
             )
+        if self.augment not in AUGMENTATIONS:
+            raise ConfigError(format_choice_error("train.augment", self.augment, AUGMENTATIONS))
         if self.eval_split not in ("val", "test"):
             raise ConfigError(
                 format_choice_error("train.eval_split", self.eval_split, ["val", "test"])

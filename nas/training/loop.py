@@ -28,6 +28,7 @@ from nas.errors import ConfigError
 from nas.measure.accuracy import evaluate_accuracy
 from nas.space import SearchSpace
 from nas.subnet import SubnetConfig
+from nas.training.augment import augment_batch
 from nas.training.checkpoint import (
     latest_checkpoint,
     load_checkpoint,
@@ -146,10 +147,13 @@ def train_epoch(
     epoch: int,
     start_step: int,
     device: torch.device | str = "cpu",
+    rank: int = 0,
 ) -> EpochStats:
     """One epoch of sandwich-rule steps; subnets are seeded by ``(seed, global step, k)``.
 
     ``objective`` is a :class:`~nas.training.step.SandwichObjective`, DDP-wrapped on Ray.
+    Each batch is augmented (``config.augment``) once per step, seeded by
+    ``(seed, global step, rank)``, and every subnet of the step sees the same images.
     """
     schedule = ProgressiveSchedule.from_config(config)
     elastic = schedule.elastic_kinds(epoch)
@@ -159,6 +163,7 @@ def train_epoch(
     start = time.perf_counter()
     for x, y in batches:
         x, y = x.to(device), y.to(device)
+        x = augment_batch(x, config.augment, seed=config.seed, step=start_step + steps, rank=rank)
         largest, students = sandwich_configs(
             space,
             seed=config.seed,
