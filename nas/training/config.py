@@ -46,7 +46,9 @@ class TrainConfig:
         augment: Training-time augmentation of each batch, shared by all subnets of a step:
             ``none`` or ``shift`` (random shift of up to one pixel in each direction, edges
             replicated), seeded by ``(seed, global step, worker rank)``
-            (:mod:`nas.training.augment`).
+            (:mod:`nas.training.augment`). ``none`` is the default: on the validation split of
+            the bundled digits, ``shift`` lowered the top-1 of the smallest and largest subnets
+            at 12 and 24 epochs, with or without distillation (benchmarks/README.md).
         micro_batches: Gradient accumulation: each worker's batch is processed in this many
             chunks (BatchNorm statistics are per chunk, as they are per worker under DDP).
         phases: Progressive shrinking, in order (``largest``, ``kernel``, ``depth``, ``width``,
