@@ -26,7 +26,7 @@ import pandas as pd
 
 BUDGETS = (100, 300, 500)
 REF = (1.01, 1.01)
-OURS = ("pymoo-nsga2", "pymoo-nsga3", "optuna-nsga2", "optuna-tpe", "random")
+OURS = ("pymoo-nsga2", "pymoo-nsga3", "optuna-nsga2", "optuna-tpe", "optuna-gp", "random")
 DIRECT = ("pymoo-nsga2-direct", "optuna-nsga2-direct")
 PREDICTOR = "predictor+pymoo-nsga2"
 N_PREDICTOR_TRAIN = 100
@@ -190,6 +190,9 @@ def _run_predictor(configs: list, F: np.ndarray, true_hv: float, seed: int) -> l
 
 
 def _task(args: tuple[str, str, list[int]]) -> list[dict[str, object]]:
+    import torch
+
+    torch.set_num_threads(1)  # optuna-gp fits its GP with torch; workers must not oversubscribe
     method, device, seeds = args
     configs, F, true_hv = _device_data(device)
     rows: list[dict[str, object]] = []

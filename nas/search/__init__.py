@@ -44,6 +44,10 @@ def _optuna_tpe(problem: SearchProblem, seed: int | None) -> Searcher:
     return OptunaSearcher(problem, algorithm="tpe", seed=seed)
 
 
+def _optuna_gp(problem: SearchProblem, seed: int | None) -> Searcher:
+    return OptunaSearcher(problem, algorithm="gp", seed=seed)
+
+
 def _random(problem: SearchProblem, seed: int | None) -> Searcher:
     return RandomSearcher(problem, seed=seed)
 
@@ -53,6 +57,7 @@ REGISTRY: dict[str, SearcherFactory] = {
     "pymoo-nsga3": _pymoo_nsga3,
     "optuna-nsga2": _optuna_nsga2,
     "optuna-tpe": _optuna_tpe,
+    "optuna-gp": _optuna_gp,
     "random": _random,
 }
 

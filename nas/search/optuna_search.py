@@ -18,7 +18,7 @@ from typing import Literal
 import numpy as np
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, IntDistribution
-from optuna.samplers import BaseSampler, NSGAIISampler, TPESampler
+from optuna.samplers import BaseSampler, GPSampler, NSGAIISampler, TPESampler
 from optuna.storages import BaseStorage
 from optuna.trial import Trial
 
@@ -26,8 +26,8 @@ from nas.errors import ConfigError, format_choice_error
 from nas.search.objectives import SearchProblem
 from nas.subnet import SubnetConfig
 
-OptunaAlgorithm = Literal["nsga2", "tpe"]
-OPTUNA_ALGORITHMS: tuple[str, ...] = ("nsga2", "tpe")
+OptunaAlgorithm = Literal["nsga2", "tpe", "gp"]
+OPTUNA_ALGORITHMS: tuple[str, ...] = ("nsga2", "tpe", "gp")
 
 
 class OptunaSearcher:
@@ -35,12 +35,18 @@ class OptunaSearcher:
 
     Args:
         problem: Space, objectives, constraints.
-        algorithm: ``"nsga2"`` (``NSGAIISampler``) or ``"tpe"`` (``TPESampler``,
-            multivariate).
+        algorithm: ``"nsga2"`` (``NSGAIISampler``), ``"tpe"`` (``TPESampler``, multivariate)
+            or ``"gp"`` (``GPSampler``: Gaussian-process Bayesian optimisation with log
+            expected hypervolume improvement, constrained when the problem has constraints).
+            A GP's cost per ask grows with the cube of the trials told, so after
+            ``gp_trials`` trials the study hands over to the multivariate ``TPESampler``,
+            which reads the same trials.
         seed: Sampler seed; the same seed and the same told values give the same asks.
         batch_size: Trials asked per :meth:`ask` (evaluated in parallel by the loop).
         population_size: NSGA-II population size.
-        n_startup_trials: TPE's random start.
+        n_startup_trials: TPE's random start (GP: ``gp_startup_trials``).
+        gp_trials: Trials asked from ``GPSampler`` before the hand-over to TPE.
+        gp_startup_trials: GP's random start.
         storage: Optuna storage for the study (default: in memory).
         study_name: Name of the study in ``storage``.
 
@@ -62,6 +68,8 @@ class OptunaSearcher:
         batch_size: int = 1,
         population_size: int = 20,
         n_startup_trials: int = 20,
+        gp_trials: int = 100,
+        gp_startup_trials: int = 10,
         storage: str | BaseStorage | None = None,
         study_name: str | None = None,
     ) -> None:
@@ -76,12 +84,20 @@ class OptunaSearcher:
             if population_size < 2:
                 raise ConfigError(f"population_size={population_size!r} must be >= 2")
             sampler = NSGAIISampler(population_size=population_size, seed=seed)
+        elif algorithm == "gp":
+            if gp_trials < 1:
+                raise ConfigError(f"gp_trials={gp_trials!r} must be >= 1")
+            sampler = GPSampler(seed=seed, n_startup_trials=gp_startup_trials)
         else:
             sampler = TPESampler(
                 seed=seed,
                 multivariate=True,
                 n_startup_trials=n_startup_trials,
             )
+        self._handover: tuple[int, BaseSampler] | None = None
+        if algorithm == "gp":
+            tpe = TPESampler(seed=seed, multivariate=True, n_startup_trials=n_startup_trials)
+            self._handover = (gp_trials, tpe)
         self._study = optuna.create_study(
             storage=storage,
             sampler=sampler,
@@ -127,6 +143,9 @@ class OptunaSearcher:
     def ask(self) -> list[SubnetConfig]:
         if self._pending:
             raise ConfigError("ask() called again before the last batch was told")
+        if self._handover is not None and len(self._study.trials) >= self._handover[0]:
+            self._study.sampler = self._handover[1]
+            self._handover = None
         self._pending = [
             self._study.ask(fixed_distributions=self._distributions)
             for _ in range(self._batch_size)
