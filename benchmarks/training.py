@@ -1,6 +1,7 @@
 """Supernet training: sandwich step vs plain step, 1 vs 2 Ray workers, distillation, BN recal.
 
-Run: ``python -m benchmarks.training`` (from the repository root; about 12 minutes on 2 cores).
+Run: ``python -m benchmarks.training`` (from the repository root; about 20 minutes on an idle
+2-core machine).
 
 1. Step throughput (images/s of the data batch, one thread): the sandwich step (largest +
    smallest + ``n_random`` random subnets, in-place distillation) against a plain training step
