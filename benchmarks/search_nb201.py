@@ -26,7 +26,15 @@ import pandas as pd
 
 BUDGETS = (100, 300, 500)
 REF = (1.01, 1.01)
-OURS = ("pymoo-nsga2", "pymoo-nsga3", "optuna-nsga2", "optuna-tpe", "optuna-gp", "random")
+OURS = (
+    "pymoo-nsga2",
+    "pymoo-nsga3",
+    "optuna-nsga2",
+    "optuna-tpe",
+    "optuna-gp",
+    "surrogate",
+    "random",
+)
 DIRECT = ("pymoo-nsga2-direct", "optuna-nsga2-direct")
 PREDICTOR = "predictor+pymoo-nsga2"
 N_PREDICTOR_TRAIN = 100
@@ -191,8 +199,12 @@ def _run_predictor(configs: list, F: np.ndarray, true_hv: float, seed: int) -> l
 
 def _task(args: tuple[str, str, list[int]]) -> list[dict[str, object]]:
     import torch
+    from threadpoolctl import threadpool_limits
 
-    torch.set_num_threads(1)  # optuna-gp fits its GP with torch; workers must not oversubscribe
+    # optuna-gp fits its GP with torch, surrogate its predictors with numpy BLAS: one thread
+    # per worker, so that parallel workers do not oversubscribe the cores
+    torch.set_num_threads(1)
+    threadpool_limits(1)
     method, device, seeds = args
     configs, F, true_hv = _device_data(device)
     rows: list[dict[str, object]] = []

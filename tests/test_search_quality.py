@@ -12,8 +12,9 @@ from tests.test_search_problems import REFERENCE, analytic_problem, evaluator, t
 
 BUDGET = 150
 SEEDS = range(5)
-# GP Bayesian optimisation costs seconds per ask; two seeds keep the suite short.
-SEEDS_FOR = {"optuna-gp": range(2)}
+# GP Bayesian optimisation and the surrogate's predictor fits cost a second or more per ask;
+# fewer seeds keep the suite short.
+SEEDS_FOR = {"optuna-gp": range(2), "surrogate": range(3)}
 # Stated bounds at BUDGET=150 of 729 configs (measured over seeds 0-19: per-seed minimum >= 0.948
 # for the model-based searchers, >= 0.915 for random search; means 0.976-0.989 and 0.941).
 MIN_RATIO = {"random": 0.88}

@@ -71,7 +71,7 @@ def _lines(path: Path) -> list[str]:
 
 @pytest.mark.slow
 @pytest.mark.timeout(180)
-@pytest.mark.parametrize("name", ["pymoo-nsga2", "optuna-nsga2"])
+@pytest.mark.parametrize("name", ["pymoo-nsga2", "optuna-nsga2", "surrogate"])
 def test_sigkill_resume_equals_uninterrupted(tmp_path: Path, name: str) -> None:
     store = tmp_path / "killed.jsonl"
     proc = _run(tmp_path, "killed", store, name)

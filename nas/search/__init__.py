@@ -24,6 +24,7 @@ from nas.search.optuna_search import OptunaSearcher
 from nas.search.predicted import measure_front
 from nas.search.pymoo_search import PymooSearcher
 from nas.search.random_search import RandomSearcher
+from nas.search.surrogate_search import SurrogateSearcher
 
 SearcherFactory = Callable[[SearchProblem, int | None], Searcher]
 
@@ -48,6 +49,10 @@ def _optuna_gp(problem: SearchProblem, seed: int | None) -> Searcher:
     return OptunaSearcher(problem, algorithm="gp", seed=seed)
 
 
+def _surrogate(problem: SearchProblem, seed: int | None) -> Searcher:
+    return SurrogateSearcher(problem, seed=seed)
+
+
 def _random(problem: SearchProblem, seed: int | None) -> Searcher:
     return RandomSearcher(problem, seed=seed)
 
@@ -58,6 +63,7 @@ REGISTRY: dict[str, SearcherFactory] = {
     "optuna-nsga2": _optuna_nsga2,
     "optuna-tpe": _optuna_tpe,
     "optuna-gp": _optuna_gp,
+    "surrogate": _surrogate,
     "random": _random,
 }
 
@@ -86,6 +92,7 @@ __all__ = [
     "SearchProblem",
     "SearchResult",
     "Searcher",
+    "SurrogateSearcher",
     "make_searcher",
     "measure_front",
     "names",

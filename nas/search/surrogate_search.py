@@ -1,0 +1,277 @@
+"""SurrogateSearcher: predictor-guided search that asks what most raises the predicted hypervolume.
+
+The loop of surrogate-assisted NAS (as in NSGANetV2 / MSuNAS): after a random start, every ask
+fits one predictor per objective (and per constraint) on all configs told so far, predicts a pool
+of untold configs, and greedily picks the batch whose predicted objectives add the most
+hypervolume to the measured front. It spends real evaluations where the predictors expect the
+front to move, which at small budgets beats sampling configs blindly.
+
+Nothing is hand-made: predictors are :func:`predictors.models.make_predictor` pipelines
+(scikit-learn, with the cell features of cell spaces), the pre-selection is pymoo's
+non-dominated sorting and every volume is pymoo's ``HV`` (:mod:`nas.pareto`).
+
+The pool is every config of spaces up to ``pool_size`` configs; for larger ones a fresh uniform
+sample of ``pool_size`` configs plus every one-option change of each front config (local moves
+the random sample would almost never hit). Objectives are scaled to [0, 1] by their range over
+the told and the predicted configs together, and the reference point is 1.1 in each, so the
+acquisition needs no user scales and a config predicted beyond the told range (the first very
+cheap or very accurate one) still counts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
+
+from nas.errors import ConfigError, format_choice_error
+from nas.pareto import hypervolume, non_dominated
+from nas.search.objectives import SearchProblem
+from nas.search.random_search import RandomSearcher
+from nas.subnet import SubnetConfig
+from predictors.models import kinds, make_predictor
+
+REFERENCE = 1.1
+"""Reference point of the acquisition, in objectives scaled to [0, 1] (module doc)."""
+
+
+class SurrogateSearcher:
+    """Predictor-guided search: greedy predicted-hypervolume improvement over a config pool.
+
+    Args:
+        problem: Space, objectives, constraints.
+        seed: Seeds the random start, the pool sample and the predictors; the same seed and
+            the same told values give the same asks.
+        kind: Predictor kind (:func:`predictors.models.kinds`), one per objective/constraint.
+        n_initial: Configs asked first (in one batch) before any predictor is fitted: random
+            ones, plus the smallest and the largest config if ``anchor``.
+        anchor: Start with the space's smallest and largest configs. They span the objective
+            ranges, and tree predictors (``gbr``, ``rf``) never predict beyond the range they
+            were fitted on: without a cheap config told, no cheaper one is ever proposed.
+        batch_size: Configs asked per later :meth:`ask` (evaluated in parallel by the loop).
+        pool_size: Spaces with at most this many configs are predicted in full; larger ones
+            through a uniform sample of this size plus the one-option neighbours of the front.
+        n_preselect: Candidates kept by predicted non-dominated rank before the greedy
+            hypervolume selection (which costs one ``HV`` per candidate and pick).
+
+    The defaults were chosen on NAS-Bench-201 (seeds 0-9 of six devices): the ``ensemble``
+    kind (ridge + gradient boosting + MLP on the cell features), 20 start configs, batches of 5.
+    Gradient boosting alone did as well on four devices and worse on the two GPUs, where the
+    cheapest cell (all skip connections) lies outside anything a tree ensemble extrapolates to.
+
+    Example:
+        >>> from nas.space import Choice, SearchSpace
+        >>> space = SearchSpace("demo", tuple(Choice(f"x{i}", (0, 1, 2)) for i in range(3)))
+        >>> problem = SearchProblem.from_strings(space, ["a:min", "b:min"])
+        >>> searcher = SurrogateSearcher(problem, seed=0, n_initial=6, kind="ridge")
+        >>> first = searcher.ask()
+        >>> F = np.array([[c["x0"] + c["x1"], 4 - c["x0"] + c["x2"]] for c in first], float)
+        >>> searcher.tell(first, F)
+        >>> len(searcher.ask())
+        5
+    """
+
+    def __init__(
+        self,
+        problem: SearchProblem,
+        *,
+        seed: int | None = None,
+        kind: str = "ensemble",
+        n_initial: int = 20,
+        batch_size: int = 5,
+        pool_size: int = 20_000,
+        n_preselect: int = 300,
+        anchor: bool = True,
+    ) -> None:
+        if kind not in kinds():
+            raise ConfigError(format_choice_error("kind", kind, kinds()))
+        for key, value, low in (
+            ("n_initial", n_initial, 2),
+            ("batch_size", batch_size, 1),
+            ("pool_size", pool_size, 1),
+            ("n_preselect", n_preselect, 1),
+        ):
+            if value < low:
+                raise ConfigError(f"{key}={value!r} must be >= {low}")
+        self._problem = problem
+        self._space = problem.space
+        self._seed = 0 if seed is None else int(seed)
+        self._rng = np.random.default_rng(seed)
+        self._kind = kind
+        self._n_initial = n_initial
+        self._batch_size = batch_size
+        self._pool_size = pool_size
+        self._n_preselect = n_preselect
+        self._anchor = anchor
+        self._start = RandomSearcher(problem, seed=seed, batch_size=n_initial)
+        self._configs: list[SubnetConfig] = []
+        self._F: list[np.ndarray] = []
+        self._G: list[np.ndarray] = []
+        self._keys: set[str] = set()
+        self._pending: list[SubnetConfig] = []
+        self._full_pool: list[SubnetConfig] | None = None
+        self._full_X: np.ndarray | None = None
+        if self._space.size() <= pool_size:
+            self._full_pool = [self._space.canonical(c) for c in self._space.enumerate()]
+            unique = {c.key: c for c in self._full_pool}
+            self._full_pool = list(unique.values())
+            self._full_X = self._space.encode_many(self._full_pool)
+        self._done = False
+
+    @property
+    def problem(self) -> SearchProblem:
+        return self._problem
+
+    @property
+    def done(self) -> bool:
+        return self._done
+
+    def ask(self) -> list[SubnetConfig]:
+        if self._pending:
+            raise ConfigError("ask() called again before the last batch was told")
+        if self._done:
+            return []
+        if len(self._configs) < self._n_initial:
+            batch = self._initial() if not self._configs else []
+            batch += [c for c in self._start.ask() if c.key not in {b.key for b in batch}]
+            batch = [c for c in batch if c.key not in self._keys]
+            batch = batch[: self._n_initial - len(self._configs)]
+        else:
+            batch = self._propose()
+        if not batch:
+            self._done = True
+        self._pending = batch
+        return list(batch)
+
+    def _initial(self) -> list[SubnetConfig]:
+        """The smallest and the largest config, when asked to anchor the start."""
+        if not self._anchor:
+            return []
+        ends = [self._space.canonical(self._space.smallest())]
+        largest = self._space.canonical(self._space.largest())
+        return ends if largest.key == ends[0].key else [*ends, largest]
+
+    def tell(
+        self,
+        configs: Sequence[SubnetConfig],
+        objectives: np.ndarray,
+        constraints: np.ndarray | None = None,
+    ) -> None:
+        n = len(configs)
+        if n > len(self._pending) or list(configs) != self._pending[:n]:
+            raise ConfigError("tell() must receive the configs of the last ask(), in order")
+        F = np.asarray(objectives, dtype=float).reshape(n, self._problem.n_obj)
+        n_constr = self._problem.n_constr
+        if n_constr:
+            if constraints is None:
+                raise ConfigError(f"tell() needs constraints of shape ({n}, {n_constr})")
+            G = np.asarray(constraints, dtype=float).reshape(n, n_constr)
+        else:
+            G = np.zeros((n, 0))
+        for cfg, f, g in zip(configs, F, G, strict=True):
+            self._configs.append(cfg)
+            self._F.append(f)
+            self._G.append(g)
+            self._keys.add(cfg.key)
+        self._pending = []
+
+    def _pool(self) -> tuple[list[SubnetConfig], np.ndarray]:
+        """Untold candidate configs and their encodings."""
+        if self._full_pool is not None and self._full_X is not None:
+            keep = [i for i, c in enumerate(self._full_pool) if c.key not in self._keys]
+            return [self._full_pool[i] for i in keep], self._full_X[keep]
+        found: dict[str, SubnetConfig] = {}
+        for cfg in self._space.sample_many(self._pool_size, self._rng):
+            found.setdefault(cfg.key, self._space.canonical(cfg))
+        F, feasible = self._told_arrays()
+        rows = np.flatnonzero(feasible)
+        for i in rows[non_dominated(F[rows])] if len(rows) else []:
+            x = self._space.encode(self._configs[i])
+            for d, n_opt in enumerate(self._space.n_options):
+                for option in range(int(n_opt)):
+                    if option != x[d]:
+                        y = x.copy()
+                        y[d] = option
+                        cfg = self._space.canonical(self._space.decode(y))
+                        found.setdefault(cfg.key, cfg)
+        pool = [c for k, c in found.items() if k not in self._keys]
+        X = self._space.encode_many(pool)
+        return pool, X
+
+    def _told_arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        F = np.vstack(self._F)
+        G = np.vstack(self._G)
+        feasible = (G <= 0).all(axis=1) if G.shape[1] else np.ones(len(F), dtype=bool)
+        return F, feasible
+
+    def _predict(
+        self, X_told: np.ndarray, Y: np.ndarray, X_pool: np.ndarray, *, log_positive: bool
+    ) -> np.ndarray:
+        """One fitted predictor per column of ``Y``; predictions for ``X_pool``.
+
+        With ``log_positive``, a column whose told values are all positive (latency, size,
+        error) is fitted in log space: costs combine multiplicatively, and the prediction stays
+        positive. Fitted raw, boosting overshoots below the cheapest config told, and every
+        config predicted cheaper than the cheapest is a (false) new extreme of the front.
+        """
+        out = np.empty((len(X_pool), Y.shape[1]))
+        for j in range(Y.shape[1]):
+            model = make_predictor(self._space, kind=self._kind, random_state=self._seed)
+            y = Y[:, j]
+            if log_positive and np.all(y > 0):
+                out[:, j] = np.exp(model.fit(X_told, np.log(y)).predict(X_pool))
+            else:
+                out[:, j] = model.fit(X_told, y).predict(X_pool)
+        return out
+
+    def _propose(self) -> list[SubnetConfig]:
+        pool, X_pool = self._pool()
+        if not pool:
+            return []
+        k = min(self._batch_size, len(pool))
+        F, feasible = self._told_arrays()
+        X_told = self._space.encode_many(self._configs)
+        P = self._predict(X_told, F, X_pool, log_positive=True)
+        candidates = np.arange(len(pool))
+        if self._problem.n_constr:
+            predicted_g = self._predict(X_told, np.vstack(self._G), X_pool, log_positive=False)
+            violation = np.clip(predicted_g, 0.0, None).sum(axis=1)
+            ok = violation <= 0
+            candidates = np.flatnonzero(ok) if ok.any() else np.argsort(violation, kind="stable")
+        base = F[feasible] if feasible.any() else np.zeros((0, F.shape[1]))
+        both = np.vstack([F, P[candidates]])
+        low, high = both.min(axis=0), both.max(axis=0)
+        span = np.where(high > low, high - low, 1.0)
+        scaled_base = (base - low) / span
+        scaled_P = (P - low) / span
+        fronts = NonDominatedSorting().do(
+            scaled_P[candidates], n_stop_if_ranked=min(self._n_preselect, len(candidates))
+        )
+        shortlist = candidates[np.concatenate(fronts)]
+        chosen = self._greedy_hv(scaled_base, scaled_P, shortlist, k)
+        if len(chosen) < k:  # no predicted gain left: fill with untried shortlist configs
+            rest = [int(i) for i in shortlist if int(i) not in chosen]
+            chosen += rest[: k - len(chosen)]
+        return [pool[i] for i in chosen]
+
+    @staticmethod
+    def _greedy_hv(base: np.ndarray, P: np.ndarray, shortlist: np.ndarray, k: int) -> list[int]:
+        """Pick up to ``k`` rows of ``P`` one at a time, each the largest hypervolume gain."""
+        ref = np.full(P.shape[1], REFERENCE)
+        chosen: list[int] = []
+        current = base
+        for _ in range(k):
+            volume = hypervolume(current, ref)
+            gains = np.array(
+                [
+                    -1.0 if int(i) in chosen else hypervolume(np.vstack([current, P[i]]), ref)
+                    for i in shortlist
+                ]
+            )
+            best = int(np.argmax(gains))
+            if gains[best] <= volume:
+                break
+            chosen.append(int(shortlist[best]))
+            current = np.vstack([current, P[shortlist[best]]])
+        return chosen

@@ -1,0 +1,96 @@
+"""SurrogateSearcher: replay, no repeats, constraints, large-space pool, bad options."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from nas.errors import ConfigError
+from nas.search import ResultStore, SurrogateSearcher, run_search
+from tests.test_search_problems import analytic_problem, evaluate, evaluator
+
+
+def _keys(result: object) -> list[str]:
+    return [c.key for c in result.configs]  # type: ignore[attr-defined]
+
+
+def test_starts_random_then_asks_untold_batches() -> None:
+    problem = analytic_problem()
+    searcher = SurrogateSearcher(problem, seed=0, n_initial=8, batch_size=3, kind="ridge")
+    first = searcher.ask()
+    assert len(first) == 8 and len({c.key for c in first}) == 8
+    F = problem.objective_matrix([evaluate(c) for c in first])
+    searcher.tell(first, F)
+    second = searcher.ask()
+    assert len(second) == 3
+    assert not {c.key for c in second} & {c.key for c in first}
+    with pytest.raises(ConfigError, match="ask"):
+        searcher.ask()
+    with pytest.raises(ConfigError, match="configs of the last ask"):
+        searcher.tell(list(reversed(second)), F[:3])
+
+
+def test_same_seed_replays_and_seeds_differ() -> None:
+    problem = analytic_problem(constrained=True)
+
+    def run(seed: int, budget: int) -> list[str]:
+        searcher = SurrogateSearcher(problem, seed=seed, n_initial=10, kind="ridge")
+        return _keys(run_search(searcher, evaluator(), ResultStore(), budget=budget))
+
+    a = run(1, 30)
+    assert run(1, 40)[:30] == a
+    assert run(2, 30) != a
+
+
+def test_exhausts_a_small_space_without_repeats() -> None:
+    problem = analytic_problem()
+    size = problem.space.size()
+    searcher = SurrogateSearcher(problem, seed=0, n_initial=40, batch_size=60, kind="ridge")
+    result = run_search(searcher, evaluator(), ResultStore(), budget=size)
+    assert len(result.configs) == size
+    assert len(set(_keys(result))) == size
+    assert searcher.ask() == []
+    assert searcher.done
+
+
+def test_proposals_follow_the_predicted_constraint() -> None:
+    """cost is linear in the encoding, so ridge learns it: proposals stay at or inside the bound.
+
+    The front lies on the bound (cost = 0.5), so proposals cluster there, a few a float's width
+    or one option outside it; the random start spreads over the whole range up to 1.0.
+    """
+    problem = analytic_problem(constrained=True)
+    searcher = SurrogateSearcher(problem, seed=3, n_initial=20, kind="ridge")
+    result = run_search(searcher, evaluator(), ResultStore(), budget=60)
+    proposed = result.metrics[20:, 1]  # cost_ms@toy of the predictor-chosen configs
+    random_start = result.metrics[:20, 1]
+    assert proposed.max() <= 0.6 < random_start.max()
+    assert np.mean(proposed <= 0.5) > np.mean(random_start <= 0.5)
+
+
+def test_large_space_pool_samples_and_walks_the_front() -> None:
+    """A pool smaller than the space: uniform sample plus one-option neighbours of the front."""
+    problem = analytic_problem()
+    searcher = SurrogateSearcher(problem, seed=0, n_initial=10, pool_size=30, kind="ridge")
+    result = run_search(searcher, evaluator(), ResultStore(), budget=40)
+    assert len(set(_keys(result))) == 40
+    baseline = SurrogateSearcher(problem, seed=0, n_initial=40, kind="ridge")
+    random_only = run_search(baseline, evaluator(), ResultStore(), budget=40)
+    assert result.hypervolume > random_only.hypervolume
+
+
+@pytest.mark.parametrize(
+    ("options", "needle"),
+    [
+        ({"kind": "xgb"}, "kind"),
+        ({"n_initial": 1}, "n_initial"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"pool_size": 0}, "pool_size"),
+        ({"n_preselect": 0}, "n_preselect"),
+    ],
+)
+def test_bad_options_name_the_key(options: dict[str, object], needle: str) -> None:
+    with pytest.raises(ConfigError, match=needle) as info:
+        SurrogateSearcher(analytic_problem(), **options)  # type: ignore[arg-type]
+    if needle == "kind":
+        assert "gbr" in str(info.value) and "ridge" in str(info.value)
