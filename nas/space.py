@@ -196,6 +196,27 @@ class SearchSpace:
         ]
         return SubnetConfig(tuple(values))
 
+    def canonical_indices(self, X: ArrayLike) -> np.ndarray:
+        """:meth:`canonical` on option-index rows, vectorised: inactive columns set to 0.
+
+        Example:
+            >>> space = SearchSpace("s", (Choice("depth", (1, 2)),
+            ...                           Choice("w1", (8, 16), active_if=("depth", 1))))
+            >>> space.canonical_indices([[0, 1], [1, 1]]).tolist()
+            [[0, 0], [1, 1]]
+        """
+        out = np.array(X, dtype=np.int64, copy=True).reshape(-1, len(self.dims))
+        names = self.names
+        for column, dim in enumerate(self.dims):
+            if dim.active_if is None:
+                continue
+            depth_name, j = dim.active_if
+            depth_column = names.index(depth_name)
+            depth_values = self.dims[depth_column].options
+            active = np.array([int(v) > j for v in depth_values])  # type: ignore[call-overload]
+            out[~active[out[:, depth_column]], column] = 0
+        return out
+
     # -- sampling -------------------------------------------------------------------------------
     def sample(self, rng: np.random.Generator) -> SubnetConfig:
         """Uniform sample over the encoding (each dimension independently)."""

@@ -110,13 +110,12 @@ class SurrogateSearcher:
         self._G: list[np.ndarray] = []
         self._keys: set[str] = set()
         self._pending: list[SubnetConfig] = []
-        self._full_pool: list[SubnetConfig] | None = None
+        self._told_rows: set[bytes] = set()
         self._full_X: np.ndarray | None = None
         if self._space.size() <= pool_size:
-            self._full_pool = [self._space.canonical(c) for c in self._space.enumerate()]
-            unique = {c.key: c for c in self._full_pool}
-            self._full_pool = list(unique.values())
-            self._full_X = self._space.encode_many(self._full_pool)
+            shape = tuple(int(n) for n in self._space.n_options)
+            grid = np.indices(shape).reshape(len(shape), -1).T
+            self._full_X = np.unique(self._space.canonical_indices(grid), axis=0)
         self._done = False
 
     @property
@@ -169,35 +168,34 @@ class SurrogateSearcher:
             G = np.asarray(constraints, dtype=float).reshape(n, n_constr)
         else:
             G = np.zeros((n, 0))
-        for cfg, f, g in zip(configs, F, G, strict=True):
+        rows = self._space.canonical_indices(self._space.encode_many(configs))
+        for cfg, row, f, g in zip(configs, rows, F, G, strict=True):
+            self._told_rows.add(row.tobytes())
             self._configs.append(cfg)
             self._F.append(f)
             self._G.append(g)
             self._keys.add(cfg.key)
         self._pending = []
 
-    def _pool(self) -> tuple[list[SubnetConfig], np.ndarray]:
-        """Untold candidate configs and their encodings."""
-        if self._full_pool is not None and self._full_X is not None:
-            keep = [i for i, c in enumerate(self._full_pool) if c.key not in self._keys]
-            return [self._full_pool[i] for i in keep], self._full_X[keep]
-        found: dict[str, SubnetConfig] = {}
-        for cfg in self._space.sample_many(self._pool_size, self._rng):
-            found.setdefault(cfg.key, self._space.canonical(cfg))
-        F, feasible = self._told_arrays()
-        rows = np.flatnonzero(feasible)
-        for i in rows[non_dominated(F[rows])] if len(rows) else []:
-            x = self._space.encode(self._configs[i])
-            for d, n_opt in enumerate(self._space.n_options):
-                for option in range(int(n_opt)):
-                    if option != x[d]:
-                        y = x.copy()
-                        y[d] = option
-                        cfg = self._space.canonical(self._space.decode(y))
-                        found.setdefault(cfg.key, cfg)
-        pool = [c for k, c in found.items() if k not in self._keys]
-        X = self._space.encode_many(pool)
-        return pool, X
+    def _pool(self) -> np.ndarray:
+        """Canonical option-index rows of untold candidate configs (unique, sorted)."""
+        if self._full_X is not None:
+            X = self._full_X
+        else:
+            n_options = self._space.n_options
+            sample = self._rng.integers(0, n_options, size=(self._pool_size, len(n_options)))
+            F, feasible = self._told_arrays()
+            rows = np.flatnonzero(feasible)
+            front = rows[non_dominated(F[rows])] if len(rows) else rows
+            neighbours = [sample]
+            for x in self._space.encode_many([self._configs[i] for i in front]):
+                for d, n in enumerate(n_options):
+                    moved = np.repeat(x[None, :], int(n), axis=0)
+                    moved[:, d] = np.arange(int(n))
+                    neighbours.append(moved)
+            X = np.unique(self._space.canonical_indices(np.vstack(neighbours)), axis=0)
+        untold = np.array([row.tobytes() not in self._told_rows for row in X], dtype=bool)
+        return X[untold]
 
     def _told_arrays(self) -> tuple[np.ndarray, np.ndarray]:
         F = np.vstack(self._F)
@@ -226,14 +224,14 @@ class SurrogateSearcher:
         return out
 
     def _propose(self) -> list[SubnetConfig]:
-        pool, X_pool = self._pool()
-        if not pool:
+        X_pool = self._pool()
+        if not len(X_pool):
             return []
-        k = min(self._batch_size, len(pool))
+        k = min(self._batch_size, len(X_pool))
         F, feasible = self._told_arrays()
         X_told = self._space.encode_many(self._configs)
         P = self._predict(X_told, F, X_pool, log_positive=True)
-        candidates = np.arange(len(pool))
+        candidates = np.arange(len(X_pool))
         if self._problem.n_constr:
             predicted_g = self._predict(X_told, np.vstack(self._G), X_pool, log_positive=False)
             violation = np.clip(predicted_g, 0.0, None).sum(axis=1)
@@ -253,7 +251,7 @@ class SurrogateSearcher:
         if len(chosen) < k:  # no predicted gain left: fill with untried shortlist configs
             rest = [int(i) for i in shortlist if int(i) not in chosen]
             chosen += rest[: k - len(chosen)]
-        return [pool[i] for i in chosen]
+        return [self._space.canonical(self._space.decode(X_pool[i])) for i in chosen]
 
     @staticmethod
     def _greedy_hv(base: np.ndarray, P: np.ndarray, shortlist: np.ndarray, k: int) -> list[int]:

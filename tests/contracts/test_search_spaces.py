@@ -135,3 +135,13 @@ def test_canonical_drops_skipped_blocks() -> None:
     assert space.canonical(cfg) == space.smallest()
     assert not space.is_active(cfg, "s1.b2.kernel")
     assert space.is_active(cfg, "s1.b0.kernel")
+
+
+@pytest.mark.parametrize("name", SPACES)
+def test_canonical_indices_agree_with_canonical(name: str) -> None:
+    space = build_space(name)
+    configs = space.sample_many(200, np.random.default_rng(5))
+    X = space.encode_many(configs)
+    expected = space.encode_many([space.canonical(c) for c in configs])
+    np.testing.assert_array_equal(space.canonical_indices(X), expected)
+    np.testing.assert_array_equal(X, space.encode_many(configs))  # input left alone
