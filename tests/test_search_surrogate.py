@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from nas.errors import ConfigError
+from nas.pareto import non_dominated
 from nas.search import ResultStore, SurrogateSearcher, run_search
 from tests.test_search_problems import analytic_problem, evaluate, evaluator
 
@@ -79,6 +80,30 @@ def test_large_space_pool_samples_and_walks_the_front() -> None:
     assert result.hypervolume > random_only.hypervolume
 
 
+def _local_proposals(local_share: float, seed: int) -> int:
+    """How many configs of the first guided ask are one option from a measured front config."""
+    problem = analytic_problem()
+    space = problem.space
+    searcher = SurrogateSearcher(
+        problem, seed=seed, n_initial=12, batch_size=5, kind="ridge", local_share=local_share
+    )
+    start = searcher.ask()
+    F = problem.objective_matrix([evaluate(c) for c in start])
+    searcher.tell(start, F)
+    front = space.encode_many([start[i] for i in non_dominated(F)])
+    proposed = space.encode_many(searcher.ask())
+    distance = (proposed[:, None, :] != front[None, :, :]).sum(axis=2).min(axis=1)
+    return int((distance <= 1).sum())
+
+
+def test_local_share_picks_next_to_the_measured_front() -> None:
+    """With local_share=1 the whole batch is one option from the front; without, less of it."""
+    local = [_local_proposals(1.0, seed) for seed in range(4)]
+    anywhere = [_local_proposals(0.0, seed) for seed in range(4)]
+    assert local == [5, 5, 5, 5]
+    assert sum(anywhere) < sum(local)
+
+
 @pytest.mark.parametrize(
     ("options", "needle"),
     [
@@ -87,6 +112,7 @@ def test_large_space_pool_samples_and_walks_the_front() -> None:
         ({"batch_size": 0}, "batch_size"),
         ({"pool_size": 0}, "pool_size"),
         ({"n_preselect": 0}, "n_preselect"),
+        ({"local_share": 1.5}, "local_share"),
     ],
 )
 def test_bad_options_name_the_key(options: dict[str, object], needle: str) -> None:
