@@ -199,9 +199,7 @@ class SurrogateSearcher:
         else:
             n_options = self._space.n_options
             sample = self._rng.integers(0, n_options, size=(self._pool_size, len(n_options)))
-            F, feasible = self._told_arrays()
-            rows = np.flatnonzero(feasible)
-            front = rows[non_dominated(F[rows])] if len(rows) else rows
+            front = self._front_rows(*self._told_arrays())
             neighbours = [sample]
             for x in self._space.encode_many([self._configs[i] for i in front]):
                 for d, n in enumerate(n_options):
@@ -264,7 +262,8 @@ class SurrogateSearcher:
         )
         shortlist = self._shortlist(scaled_P, candidates)
         current = np.vstack([scaled_base, scaled_P[chosen]])
-        chosen += self._greedy_hv(current, scaled_P, shortlist, k - len(chosen), exclude=chosen)
+        unpicked = shortlist[~np.isin(shortlist, chosen)]
+        chosen += self._greedy_hv(current, scaled_P, unpicked, k - len(chosen))
         if len(chosen) < k:  # no predicted gain left: fill with untried shortlist configs
             rest = [int(i) for i in shortlist if int(i) not in chosen]
             chosen += rest[: k - len(chosen)]
@@ -279,12 +278,17 @@ class SurrogateSearcher:
         )
         return rows[np.concatenate(fronts)]
 
+    @staticmethod
+    def _front_rows(F: np.ndarray, feasible: np.ndarray) -> np.ndarray:
+        """Indices of the told configs on the measured front of the feasible ones."""
+        rows = np.flatnonzero(feasible)
+        return rows[non_dominated(F[rows])] if len(rows) else rows
+
     def _near_front(self, X: np.ndarray, F: np.ndarray, feasible: np.ndarray) -> np.ndarray:
         """Mask of the rows of ``X`` one option away from a measured front config."""
-        rows = np.flatnonzero(feasible)
-        if not len(rows):
+        front = self._front_rows(F, feasible)
+        if not len(front):
             return np.zeros(len(X), dtype=bool)
-        front = rows[non_dominated(F[rows])]
         T = self._space.canonical_indices(
             self._space.encode_many([self._configs[i] for i in front])
         )
@@ -294,17 +298,9 @@ class SurrogateSearcher:
         return near
 
     @staticmethod
-    def _greedy_hv(
-        base: np.ndarray,
-        P: np.ndarray,
-        shortlist: np.ndarray,
-        k: int,
-        exclude: Sequence[int] = (),
-    ) -> list[int]:
+    def _greedy_hv(base: np.ndarray, P: np.ndarray, shortlist: np.ndarray, k: int) -> list[int]:
         """Pick up to ``k`` rows of ``P`` one at a time, each the largest hypervolume gain."""
         ref = np.full(P.shape[1], REFERENCE)
-        skip = set(exclude)
-        shortlist = np.array([i for i in shortlist if int(i) not in skip], dtype=int)
         chosen: list[int] = []
         current = base
         for _ in range(min(k, len(shortlist))):
