@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from nas.errors import ConfigError, format_choice_error
 from nas.space import SearchSpace
@@ -240,6 +241,21 @@ class SearchProblem:
             ],
             dtype=float,
         ).reshape(len(rows), self.n_constr)
+
+    def told_matrices(
+        self, n: int, objectives: ArrayLike, constraints: ArrayLike | None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """``F`` (n, n_obj) and ``G`` (n, n_constr, ``None`` without constraints) of a ``tell()``.
+
+        Every searcher's ``tell()`` takes the same arguments; one check here keeps their error
+        the same when constraints are missing.
+        """
+        F = np.asarray(objectives, dtype=float).reshape(n, self.n_obj)
+        if not self.n_constr:
+            return F, None
+        if constraints is None:
+            raise ConfigError(f"tell() needs constraints of shape ({n}, {self.n_constr})")
+        return F, np.asarray(constraints, dtype=float).reshape(n, self.n_constr)
 
     def to_minimised(self, values: Sequence[float] | np.ndarray) -> np.ndarray:
         """A point in natural units (one value per objective) → minimised coordinates."""

@@ -163,14 +163,7 @@ class OptunaSearcher:
             configs
         ):
             raise ConfigError("tell() must receive the configs of the last ask(), in order")
-        F = np.asarray(objectives, dtype=float).reshape(n, self._problem.n_obj)
-        G = None
-        if self._problem.n_constr:
-            if constraints is None:
-                raise ConfigError(
-                    f"tell() needs constraints of shape ({n}, {self._problem.n_constr})"
-                )
-            G = np.asarray(constraints, dtype=float).reshape(n, self._problem.n_constr)
+        F, G = self._problem.told_matrices(n, objectives, constraints)
         for i, trial in enumerate(self._pending[:n]):
             if G is not None:
                 for name, g in zip(self._constraint_names, G[i], strict=True):

@@ -255,14 +255,8 @@ class PymooSearcher:
         if n == 0:
             return
         pop = pop[:n]
-        F = np.asarray(objectives, dtype=float).reshape(n, self._problem.n_obj)
-        values = {"F": F}
-        if self._problem.n_constr:
-            if constraints is None:
-                raise ConfigError(
-                    f"tell() needs constraints of shape ({n}, {self._problem.n_constr})"
-                )
-            values["G"] = np.asarray(constraints, dtype=float).reshape(n, self._problem.n_constr)
+        F, G = self._problem.told_matrices(n, objectives, constraints)
+        values = {"F": F} if G is None else {"F": F, "G": G}
         PymooEvaluator().eval(StaticProblem(self._pymoo_problem, **values), pop)
         self._algorithm.tell(infills=pop)
         self._pending = None

@@ -123,7 +123,6 @@ class SurrogateSearcher:
         self._configs: list[SubnetConfig] = []
         self._F: list[np.ndarray] = []
         self._G: list[np.ndarray] = []
-        self._keys: set[str] = set()
         self._pending: list[SubnetConfig] = []
         self._told_rows: set[bytes] = set()
         self._full_X: np.ndarray | None = None
@@ -149,7 +148,11 @@ class SurrogateSearcher:
         if len(self._configs) < self._n_initial:
             batch = self._initial() if not self._configs else []
             batch += [c for c in self._start.ask() if c.key not in {b.key for b in batch}]
-            batch = [c for c in batch if c.key not in self._keys]
+            batch = [
+                c
+                for c, row in zip(batch, self._row_keys(batch), strict=True)
+                if row not in self._told_rows
+            ]
             batch = batch[: self._n_initial - len(self._configs)]
         else:
             batch = self._propose()
@@ -175,22 +178,21 @@ class SurrogateSearcher:
         n = len(configs)
         if n > len(self._pending) or list(configs) != self._pending[:n]:
             raise ConfigError("tell() must receive the configs of the last ask(), in order")
-        F = np.asarray(objectives, dtype=float).reshape(n, self._problem.n_obj)
-        n_constr = self._problem.n_constr
-        if n_constr:
-            if constraints is None:
-                raise ConfigError(f"tell() needs constraints of shape ({n}, {n_constr})")
-            G = np.asarray(constraints, dtype=float).reshape(n, n_constr)
-        else:
+        F, G = self._problem.told_matrices(n, objectives, constraints)
+        if G is None:
             G = np.zeros((n, 0))
-        rows = self._space.canonical_indices(self._space.encode_many(configs))
-        for cfg, row, f, g in zip(configs, rows, F, G, strict=True):
-            self._told_rows.add(row.tobytes())
-            self._configs.append(cfg)
-            self._F.append(f)
-            self._G.append(g)
-            self._keys.add(cfg.key)
+        self._told_rows.update(self._row_keys(configs))
+        self._configs.extend(configs)
+        self._F.extend(F)
+        self._G.extend(G)
         self._pending = []
+
+    def _row_keys(self, configs: Sequence[SubnetConfig]) -> list[bytes]:
+        """Canonical option-index rows as bytes: the one identity of a config in this searcher."""
+        if not configs:
+            return []
+        rows = self._space.canonical_indices(self._space.encode_many(configs))
+        return [row.tobytes() for row in rows]
 
     def _pool(self) -> np.ndarray:
         """Canonical option-index rows of untold candidate configs (unique, sorted)."""
