@@ -161,6 +161,13 @@ class Constraint:
         return cls(metric, target, lower=bound)
 
 
+def _told_matrix(name: str, values: ArrayLike, n: int, columns: int) -> np.ndarray:
+    arr = np.asarray(values, dtype=float)
+    if arr.size != n * columns:
+        raise ConfigError(f"tell() needs {name} of shape ({n}, {columns}), got {arr.shape}")
+    return arr.reshape(n, columns)
+
+
 @dataclass(frozen=True)
 class SearchProblem:
     """A space, two or more objectives and optional constraints: what a searcher solves.
@@ -250,12 +257,12 @@ class SearchProblem:
         Every searcher's ``tell()`` takes the same arguments; one check here keeps their error
         the same when constraints are missing.
         """
-        F = np.asarray(objectives, dtype=float).reshape(n, self.n_obj)
+        F = _told_matrix("objectives", objectives, n, self.n_obj)
         if not self.n_constr:
             return F, None
         if constraints is None:
             raise ConfigError(f"tell() needs constraints of shape ({n}, {self.n_constr})")
-        return F, np.asarray(constraints, dtype=float).reshape(n, self.n_constr)
+        return F, _told_matrix("constraints", constraints, n, self.n_constr)
 
     def to_minimised(self, values: Sequence[float] | np.ndarray) -> np.ndarray:
         """A point in natural units (one value per objective) → minimised coordinates."""

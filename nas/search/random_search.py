@@ -85,4 +85,5 @@ class RandomSearcher:
         objectives: np.ndarray,
         constraints: np.ndarray | None = None,
     ) -> None:
-        """Random search ignores results."""
+        """Random search ignores results (it still checks them, like every searcher)."""
+        self._problem.told_matrices(len(configs), objectives, constraints)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import nas.search
+from nas.errors import ConfigError
 from nas.search import ResultStore, Searcher, make_searcher, run_search
 from tests.test_search_problems import analytic_problem, evaluate, evaluator
 
@@ -117,3 +118,18 @@ def test_resume_equals_uninterrupted_and_repeats_nothing(name: str) -> None:
     assert len(calls) == len(set(calls)) == n_full
     assert first.n_fresh == 25 and resumed.n_fresh == n_full - 25
     assert int(resumed.replayed.sum()) == 25
+
+
+def test_tell_with_missing_or_misshapen_values_names_the_shape(name: str) -> None:
+    problem = analytic_problem(constrained=True)
+    searcher = make_searcher(name, problem, seed=0)
+    configs = searcher.ask()
+    rows = [evaluate(c) for c in configs]
+    F, G = problem.objective_matrix(rows), problem.constraint_matrix(rows)
+    n = len(configs)
+    with pytest.raises(ConfigError, match=rf"constraints of shape \({n}, {problem.n_constr}\)"):
+        searcher.tell(configs, F, None)
+    with pytest.raises(ConfigError, match=rf"objectives of shape \({n}, {problem.n_obj}\)"):
+        searcher.tell(configs, F[:, :1], G)
+    searcher.tell(configs, F, G)  # the checks left the searcher able to take the right values
+    assert searcher.ask()
