@@ -11,6 +11,11 @@ from nas.search import ResultStore, Searcher, make_searcher, run_search
 from tests.test_search_problems import analytic_problem, evaluate, evaluator
 
 NAMES = nas.search.names()
+# Optuna's GP sampler fits a Gaussian process per ask (about 0.5 s on 2 cores): its runs of 40-70
+# evaluations are marked slow (CI still runs them), its single-ask contracts stay in every run.
+LONG_RUN_NAMES = [
+    pytest.param(n, marks=pytest.mark.slow) if n == "optuna-gp" else n for n in NAMES
+]
 
 
 @pytest.fixture(params=NAMES)
@@ -58,6 +63,7 @@ def test_tell_accepts_a_prefix_of_the_batch(name: str) -> None:
     assert searcher.ask()
 
 
+@pytest.mark.parametrize("name", LONG_RUN_NAMES)
 def test_run_search_equals_manual_ask_tell_loop(name: str) -> None:
     problem = analytic_problem()
     budget = 40
@@ -80,6 +86,7 @@ def test_run_search_equals_manual_ask_tell_loop(name: str) -> None:
     assert [c.key for c in result.configs] == seen
 
 
+@pytest.mark.parametrize("name", LONG_RUN_NAMES)
 def test_same_seed_same_front_different_seed_different(name: str) -> None:
     problem = analytic_problem()
 
@@ -97,6 +104,7 @@ def test_same_seed_same_front_different_seed_different(name: str) -> None:
     assert keys0 != keys1
 
 
+@pytest.mark.parametrize("name", LONG_RUN_NAMES)
 def test_resume_equals_uninterrupted_and_repeats_nothing(name: str) -> None:
     problem = analytic_problem(constrained=True)
     calls: list[str] = []
