@@ -254,8 +254,8 @@ class SearchProblem:
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """``F`` (n, n_obj) and ``G`` (n, n_constr, ``None`` without constraints) of a ``tell()``.
 
-        Every searcher's ``tell()`` takes the same arguments; one check here keeps their error
-        the same when constraints are missing.
+        Every searcher's ``tell()`` takes the same arguments; one check here gives them all the
+        same error, naming the expected shape, when a matrix is missing or misshapen.
         """
         F = _told_matrix("objectives", objectives, n, self.n_obj)
         if not self.n_constr:
