@@ -30,6 +30,7 @@ from nas.pipeline import STAGE_FUNCTIONS, ResolvedExperiment, RunContext, run_ex
 from nas.results import ResultStore
 from nas.space import SearchSpace
 from nas.subnet import SubnetConfig
+from nas.training.sampling import dimension_kind
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -175,7 +176,7 @@ def _onnx_max_rel_diff(space: SearchSpace, config: SubnetConfig) -> float:
     bits = [
         int(config[d.name])  # type: ignore[arg-type]
         for d in space.dims
-        if d.name.endswith("bits") and space.is_active(config, d.name)
+        if dimension_kind(d.name) == "bits" and space.is_active(config, d.name)
     ]
     quantized = [b for b in bits if b < 32]
     if not quantized:
