@@ -28,6 +28,16 @@ node ``j`` of a DAG, with a ``"none"`` option, as NAS-Bench-201) get more stock 
 - ``disconnected``: a flag for cells whose output is disconnected from the input (no path of
   non-``none`` edges): their latency is near zero on some devices.
 
+With ``cell_paths`` (off by default; cell spaces whose edges share their options), one more
+block describes the cell as a network rather than a bag of operations:
+
+- ``paths``: on the cell pruned to its input→output paths, the number of such paths and, for
+  every non-empty set of operations other than ``none``, the largest number of edges holding
+  one of them along a single path (:func:`cell_path_lengths`). On NAS-Bench-201 the set
+  {``nor_conv_1x1``, ``nor_conv_3x3``} gives the number of convolutions on the deepest path,
+  the effective depth that decides much of a cell's accuracy; per-edge one-hots only reach it
+  through interactions a predictor fitted on 50-100 cells cannot learn.
+
 The raw one-hot is kept, since hardware may still run dead edges. These choices were made by
 cross-validation inside 100-architecture training sets of NAS-Bench-201 latency
 (``benchmarks/predictors_nb201.py``, seeds not reported there).
@@ -35,6 +45,7 @@ cross-validation inside 100-architecture training sets of NAS-Bench-201 latency
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Callable
 from typing import Literal, get_args
@@ -52,6 +63,9 @@ ENCODINGS: tuple[str, ...] = get_args(Encoding)
 INACTIVE = -1
 OP_COUNT_WEIGHT = 4.0
 """Scale of the per-operation edge counts of cell spaces (one edge more adds this much)."""
+MAX_PATH_SET_OPTIONS = 6
+"""Cells with more operations than this (besides ``none``) get path lengths for single
+operations and for all of them only, not for every set (2^k - 1 columns)."""
 
 
 def mask_inactive(X: np.ndarray, gates: list[list[object]]) -> np.ndarray:
@@ -143,6 +157,65 @@ def _prune(X: np.ndarray, edges: list[list[int]], none_index: list[int], keep: s
     return out
 
 
+def cell_path_lengths(
+    X: np.ndarray,
+    edges: list[list[int]],
+    none_index: list[int],
+    option_sets: list[list[int]],
+) -> np.ndarray:
+    """Number of input→output paths, then per option set the most of its edges on one path.
+
+    Args:
+        X: Operation indices, one column per edge, shape ``(n, len(edges))``.
+        edges: ``[to_node, from_node]`` per column; node 0 is the input, the largest the output.
+        none_index: Per column, the option index of ``"none"``.
+        option_sets: Sets of option indices; for each, the largest number of edges holding one
+            of them along a single path of non-``none`` edges from the input to the output.
+
+    Returns:
+        Shape ``(n, 1 + len(option_sets))``; all zeros for a disconnected cell.
+
+    Example:
+        >>> edges = [[1, 0], [2, 0], [2, 1]]  # 0→1→2 and 0→2; option 0 is none
+        >>> cell_path_lengths(np.array([[2, 1, 2]]), edges, [0, 0, 0], [[2], [1, 2]]).tolist()
+        [[2.0, 2.0, 2.0]]
+    """
+    pruned = _prune(X, edges, none_index, "path")
+    alive = pruned != np.asarray(none_index)[None, :]
+    n_nodes = max(max(e) for e in edges) + 1
+    order = sorted(range(len(edges)), key=lambda k: (edges[k][0], edges[k][1]))
+    paths = np.zeros((len(pruned), n_nodes))
+    paths[:, 0] = 1.0
+    for k in order:  # edges sorted by target node: sources are final when visited
+        to, frm = edges[k]
+        paths[:, to] += np.where(alive[:, k], paths[:, frm], 0.0)
+    columns = [paths[:, -1]]
+    for options in option_sets:
+        longest = np.full((len(pruned), n_nodes), -np.inf)
+        longest[:, 0] = 0.0
+        for k in order:
+            to, frm = edges[k]
+            step = longest[:, frm] + np.isin(pruned[:, k], options)
+            longest[:, to] = np.where(
+                alive[:, k], np.maximum(longest[:, to], step), longest[:, to]
+            )
+        columns.append(np.where(np.isfinite(longest[:, -1]), longest[:, -1], 0.0))
+    return np.stack(columns, axis=1)
+
+
+def path_option_sets(space: SearchSpace) -> list[list[int]]:
+    """Option-index sets of :func:`cell_path_lengths` for a cell space with shared options."""
+    none = space.dims[0].options.index("none")
+    options = [i for i in range(len(space.dims[0].options)) if i != none]
+    if len(options) > MAX_PATH_SET_OPTIONS:
+        return [[o] for o in options] + [options]
+    return [
+        list(subset)
+        for size in range(1, len(options) + 1)
+        for subset in itertools.combinations(options, size)
+    ]
+
+
 def cell_disconnected(X: np.ndarray, edges: list[list[int]], none_index: list[int]) -> np.ndarray:
     """``1.0`` where no path of non-``none`` edges joins the input to the output, else ``0.0``."""
     pruned = prune_cell(X, edges, none_index)
@@ -164,6 +237,11 @@ def cell_edges(space: SearchSpace) -> list[list[int]] | None:
             return None
         edges.append([to, frm])
     return edges or None
+
+
+def supports_cell_paths(space: SearchSpace) -> bool:
+    """Whether ``space`` is a cell space whose edges share their options (``cell_paths``)."""
+    return cell_edges(space) is not None and _shared_options(space)
 
 
 def _shared_options(space: SearchSpace) -> bool:
@@ -198,7 +276,11 @@ def feature_columns(space: SearchSpace, encoding: Encoding = "ordinal") -> dict[
 
 
 def make_features(
-    space: SearchSpace, *, encoding: Encoding = "ordinal", cell_pruning: bool | None = None
+    space: SearchSpace,
+    *,
+    encoding: Encoding = "ordinal",
+    cell_pruning: bool | None = None,
+    cell_paths: bool = False,
 ) -> Pipeline:
     """Transformer from encoded configs (``space.encode_many``) to a dense float feature matrix.
 
@@ -209,6 +291,8 @@ def make_features(
         cell_pruning: Add the effective-operation, operation-count and disconnected-cell features
             of cell DAG spaces (module doc); ``None`` turns them on exactly when
             :func:`cell_edges` recognises the space.
+        cell_paths: Add the path-count and longest-path features of cell spaces (module doc);
+            needs a cell space whose edges share their options (:func:`supports_cell_paths`).
 
     Example:
         >>> import search_spaces
@@ -216,6 +300,8 @@ def make_features(
         >>> X = space.encode_many([space.smallest(), space.largest()])
         >>> make_features(space).fit_transform(X).shape
         (2, 69)
+        >>> make_features(space, cell_paths=True).fit_transform(X).shape
+        (2, 85)
     """
     names = space.names
     gates: list[list[object]] = []
@@ -261,6 +347,11 @@ def make_features(
             f"cell_pruning=True needs a cell space (dimensions 'edge<to><-<from>' with a 'none' "
             f"option); search space {space.name!r} is not one"
         )
+    if cell_paths and not supports_cell_paths(space):
+        raise ConfigError(
+            f"cell_paths=True needs a cell space whose edges share their options; search space "
+            f"{space.name!r} is not one"
+        )
     if edges is not None and cell_pruning is not False:
         kw = {"edges": edges, "none_index": [d.options.index("none") for d in space.dims]}
         all_columns = list(range(len(space.dims)))
@@ -291,6 +382,19 @@ def make_features(
         transformers.append(
             ("disconnected", FunctionTransformer(cell_disconnected, kw_args=kw), all_columns)
         )
+    if cell_paths:
+        kw_paths = {
+            "edges": edges,
+            "none_index": [d.options.index("none") for d in space.dims],
+            "option_sets": path_option_sets(space),
+        }
+        transformers.append(
+            (
+                "paths",
+                FunctionTransformer(cell_path_lengths, kw_args=kw_paths),
+                list(range(len(space.dims))),
+            )
+        )
     return Pipeline(
         [
             (
@@ -305,7 +409,10 @@ def make_features(
 
 
 def feature_schema(
-    space: SearchSpace, encoding: Encoding = "ordinal", cell_pruning: bool | None = None
+    space: SearchSpace,
+    encoding: Encoding = "ordinal",
+    cell_pruning: bool | None = None,
+    cell_paths: bool = False,
 ) -> dict[str, object]:
     """JSON description of the features (stored in a predictor's manifest)."""
     columns = feature_columns(space, encoding)
@@ -316,6 +423,8 @@ def feature_schema(
         extra = sum(len(d.options) for d in space.dims) + 1
         if _shared_options(space):
             extra += 2 * (len(space.dims[0].options) - 1)
+    if cell_paths:
+        extra += 1 + len(path_option_sets(space))
     return {
         "encoding": encoding,
         "input": "option indices in dimension order (SearchSpace.encode_many)",
@@ -323,6 +432,7 @@ def feature_schema(
         "onehot": [space.names[i] for i in columns["onehot"]],
         "masked_by_depth": [d.name for d in space.dims if d.active_if is not None],
         "cell_pruning": pruned,
+        "cell_paths": cell_paths,
         "n_features": len(columns["ordinal"])
         + sum(len(space.dims[i].options) for i in columns["onehot"])
         + extra,

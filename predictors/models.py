@@ -162,6 +162,7 @@ def make_predictor(
     kind: str = "gbr",
     encoding: Encoding = "ordinal",
     cell_pruning: bool | None = None,
+    cell_paths: bool = False,
     random_state: int = 0,
 ) -> Pipeline:
     """Unfitted pipeline ``features → regressor`` taking ``space.encode_many(configs)`` as X.
@@ -171,6 +172,7 @@ def make_predictor(
         kind: One of :func:`kinds`.
         encoding: Feature encoding, see :func:`predictors.features.make_features`.
         cell_pruning: Effective-operation features for cell spaces (default: automatic).
+        cell_paths: Path-count and longest-path features for cell spaces (default: off).
         random_state: Seed of the regressor.
 
     Example:
@@ -186,7 +188,12 @@ def make_predictor(
     _check_kind(kind)
     return Pipeline(
         [
-            ("features", make_features(space, encoding=encoding, cell_pruning=cell_pruning)),
+            (
+                "features",
+                make_features(
+                    space, encoding=encoding, cell_pruning=cell_pruning, cell_paths=cell_paths
+                ),
+            ),
             ("regressor", REGRESSORS[kind](random_state)),
         ]
     )

@@ -50,6 +50,7 @@ PICKLE_SUFFIXES: tuple[str, ...] = (".pkl", ".pickle", ".joblib", ".pt", ".pth",
 
 TRUSTED_TYPES: tuple[str, ...] = (
     "predictors.features.cell_disconnected",
+    "predictors.features.cell_path_lengths",
     "predictors.features.mask_inactive",
     "predictors.features.prune_cell",
     "predictors.features.scale_ordinal",
@@ -175,11 +176,11 @@ def _write_bytes_atomic(path: Path, data: bytes) -> None:
         raise
 
 
-def encoding_of(pipeline: Pipeline) -> tuple[str, bool]:
-    """Feature encoding and cell pruning of a pipeline built by :func:`make_predictor`."""
+def encoding_of(pipeline: Pipeline) -> tuple[str, bool, bool]:
+    """Feature encoding, cell pruning and cell paths of a pipeline from :func:`make_predictor`."""
     columns = pipeline.named_steps["features"].named_steps["columns"]
     names = {name for name, _, _ in columns.transformers}
-    return ("ordinal" if "ordinal" in names else "onehot"), "effective" in names
+    return ("ordinal" if "ordinal" in names else "onehot"), "effective" in names, "paths" in names
 
 
 def save_predictor(  # noqa: D417
@@ -198,7 +199,7 @@ def save_predictor(  # noqa: D417
     """
     directory = Path(path)
     directory.mkdir(parents=True, exist_ok=True)
-    encoding, cell_pruning = encoding_of(predictor.pipeline)
+    encoding, cell_pruning, cell_paths = encoding_of(predictor.pipeline)
     model_path = directory / MODEL_FILE
     _write_bytes_atomic(
         model_path, sio.dumps(predictor.pipeline, compression=zipfile.ZIP_DEFLATED)
@@ -227,7 +228,7 @@ def save_predictor(  # noqa: D417
         "trusted_types": list(TRUSTED_TYPES),
         "versions": library_versions(),
         "space": {**space_schema(predictor.space), "fingerprint": predictor.space_fingerprint},
-        "features": feature_schema(predictor.space, encoding, cell_pruning),  # type: ignore[arg-type]
+        "features": feature_schema(predictor.space, encoding, cell_pruning, cell_paths),  # type: ignore[arg-type]
         "quality": quality,
     }
     write_json_atomic(directory / MANIFEST_FILE, manifest)  # last: it vouches for the model

@@ -14,10 +14,13 @@ from predictors.features import (
     OP_COUNT_WEIGHT,
     cell_disconnected,
     cell_edges,
+    cell_path_lengths,
     compile_features,
     feature_schema,
     make_features,
+    path_option_sets,
     prune_cell,
+    supports_cell_paths,
 )
 from tests.conftest import build_space
 
@@ -105,6 +108,33 @@ def test_live_edges_keep_ops_on_disconnected_inputs_and_counts_add_up() -> None:
     assert np.array_equal(F[:, -9:-1], prune_cell(X, edges, none, "live", 5, OP_COUNT_WEIGHT))  # type: ignore[arg-type]
     assert np.array_equal(clone(features).fit_transform(X), F)
     assert "columns__counts__kw_args" in features.get_params()
+
+
+def test_cell_path_lengths_count_paths_and_the_deepest_one() -> None:
+    space = search_spaces.get("nas_bench_201")
+    edges, none = cell_edges(space), [0] * 6
+    names = space.dims[0].options
+    sets = path_option_sets(space)
+    assert len(sets) == 15 and [names[i] for i in sets[-1]] == list(names[1:])
+    conv = sets.index([names.index("nor_conv_1x1"), names.index("nor_conv_3x3")])
+    # edges: 1<-0, 2<-0, 2<-1, 3<-0, 3<-1, 3<-2
+    full = _cell(["nor_conv_3x3"] * 6)
+    # 0 -skip-> 1 -conv-> 2 -conv-> 3 and 0 -pool-> 3; 2<-0 and 3<-1 are none
+    chain = _cell(["skip_connect", "none", "nor_conv_1x1", "avg_pool_3x3", "none", "nor_conv_3x3"])
+    # node 1 is a dead end: its conv never reaches the output, so it is on no path
+    dead_end = _cell(["nor_conv_3x3", "none", "none", "skip_connect", "none", "none"])
+    disconnected = _cell(["nor_conv_3x3", "nor_conv_1x1", "avg_pool_3x3", "none", "none", "none"])
+    X = space.encode_many([full, chain, dead_end, disconnected])
+    P = cell_path_lengths(X, edges, none, sets)  # type: ignore[arg-type]
+    assert P[:, 0].tolist() == [4.0, 2.0, 1.0, 0.0]  # input->output paths
+    assert P[:, 1 + len(sets) - 1].tolist() == [3.0, 3.0, 1.0, 0.0]  # longest path, any op
+    assert P[:, 1 + conv].tolist() == [3.0, 2.0, 0.0, 0.0]  # convolutions on one path
+    F = make_features(space, cell_paths=True).fit_transform(X)
+    assert F.shape == (4, feature_schema(space, cell_paths=True)["n_features"]) == (4, 85)
+    assert np.array_equal(F[:, -16:], P)
+    assert supports_cell_paths(space) and not supports_cell_paths(search_spaces.get("tiny_cnn"))
+    with pytest.raises(ConfigError, match="cell_paths=True needs a cell space"):
+        make_features(search_spaces.get("tiny_cnn"), cell_paths=True)
 
 
 def test_ridge_grid_on_cell_spaces_reaches_strong_penalties() -> None:

@@ -98,6 +98,20 @@ def test_cell_space_pipeline_round_trips(tmp_path) -> None:  # type: ignore[no-u
     np.testing.assert_array_equal(loaded.predict_encoded(X), predictor.predict_encoded(X))
 
 
+def test_cell_path_features_round_trip(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    space = search_spaces.get("nas_bench_201")
+    X = space.encode_many(space.sample_many(60, np.random.default_rng(1)))
+    y = (X == 3).sum(axis=1) + 0.1 * X[:, 0]
+    pipeline = make_predictor(space, kind="ensemble", cell_paths=True).fit(X, y)
+    predictor = Predictor(space, pipeline, metric="m")
+    save_predictor(predictor, tmp_path / "p")
+    manifest = json.loads((tmp_path / "p" / MANIFEST_FILE).read_text())
+    assert manifest["features"]["cell_paths"] is True
+    assert manifest["features"]["n_features"] == 85
+    loaded = load_predictor(tmp_path / "p", space=space)
+    np.testing.assert_array_equal(loaded.predict_encoded(X), predictor.predict_encoded(X))
+
+
 def test_loaded_quality_report_matches(saved) -> None:  # type: ignore[no-untyped-def]
     path, predictor, _ = saved
     assert load_predictor(path).quality == predictor.quality

@@ -113,6 +113,7 @@ def test_local_share_picks_next_to_the_measured_front() -> None:
         ({"pool_size": 0}, "pool_size"),
         ({"n_preselect": 0}, "n_preselect"),
         ({"local_share": 1.5}, "local_share"),
+        ({"path_features": ["top5"]}, "path_features"),
     ],
 )
 def test_bad_options_name_the_key(options: dict[str, object], needle: str) -> None:
@@ -120,3 +121,22 @@ def test_bad_options_name_the_key(options: dict[str, object], needle: str) -> No
         SurrogateSearcher(analytic_problem(), **options)  # type: ignore[arg-type]
     if needle == "kind":
         assert "gbr" in str(info.value) and "ridge" in str(info.value)
+
+
+def test_path_features_go_to_the_objectives_named() -> None:
+    import search_spaces
+    from nas.search import SearchProblem
+
+    cell = search_spaces.get("nas_bench_201")
+    problem = SearchProblem.from_strings(cell, ["err:min", "lat:min"])
+    assert SurrogateSearcher(problem)._paths == (False, False)
+    assert SurrogateSearcher(problem, path_features=["err"])._paths == (True, False)
+    chosen = SurrogateSearcher(
+        SearchProblem.from_strings(cell, ["top1:max", "latency_ms@cpu:min"]),
+        path_features=["latency_ms@cpu"],
+    )
+    assert chosen._paths == (False, True)
+    assert SurrogateSearcher(analytic_problem())._paths == (False, False)
+    with pytest.raises(ConfigError, match="needs a cell space") as info:
+        SurrogateSearcher(analytic_problem(), path_features=["quality"])
+    assert "search space" in str(info.value)

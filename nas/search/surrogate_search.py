@@ -36,6 +36,7 @@ from nas.pareto import hypervolume, non_dominated
 from nas.search.objectives import SearchProblem
 from nas.search.random_search import RandomSearcher
 from nas.subnet import SubnetConfig
+from predictors.features import supports_cell_paths
 from predictors.models import kinds, make_predictor
 
 REFERENCE = 1.1
@@ -63,6 +64,13 @@ class SurrogateSearcher:
         local_share: Share of each later batch picked among the one-option neighbours of the
             measured front (a trust region: predictions are most reliable next to measured
             configs); the rest is picked from the whole pool, with the local picks counted.
+        path_features: Objective keys whose predictors also get the longest-path features of
+            cell spaces (``cell_paths`` of :func:`predictors.features.make_features`): the
+            number of input-output paths and, per set of operations, the most of them on one
+            path. They state how deep a cell is, which decides much of its accuracy: on
+            NAS-Bench-201 they lift the Kendall tau of the accuracy predictor, and in this loop
+            the HV at 100 evaluations on raspi4, but they lower it on gold_6226, so they are
+            off by default (``benchmarks/README_search.md`` has the measurements).
 
     The defaults were chosen on NAS-Bench-201 (seeds 0-9 of six devices): the ``ensemble``
     kind (ridge + gradient boosting + MLP on the cell features), 20 start configs, batches of 5
@@ -95,6 +103,7 @@ class SurrogateSearcher:
         n_preselect: int = 300,
         anchor: bool = True,
         local_share: float = 0.8,
+        path_features: Sequence[str] = (),
     ) -> None:
         if kind not in kinds():
             raise ConfigError(format_choice_error("kind", kind, kinds()))
@@ -110,6 +119,7 @@ class SurrogateSearcher:
             raise ConfigError(f"local_share={local_share!r} must be in [0, 1]")
         self._problem = problem
         self._space = problem.space
+        self._paths = self._path_columns(path_features)
         self._seed = 0 if seed is None else int(seed)
         self._rng = np.random.default_rng(seed)
         self._kind = kind
@@ -131,6 +141,20 @@ class SurrogateSearcher:
             grid = np.indices(shape).reshape(len(shape), -1).T
             self._full_X = np.unique(self._space.canonical_indices(grid), axis=0)
         self._done = False
+
+    def _path_columns(self, keys: Sequence[str]) -> tuple[bool, ...]:
+        """Per objective, whether its predictor gets the cell path features."""
+        objectives = self._problem.objectives
+        known = [o.key for o in objectives]
+        for key in keys:
+            if key not in known:
+                raise ConfigError(format_choice_error("path_features", key, known))
+        if keys and not supports_cell_paths(self._space):
+            raise ConfigError(
+                f"path_features={list(keys)!r} needs a cell space whose edges share their "
+                f"options; search space {self._space.name!r} is not one"
+            )
+        return tuple(o.key in keys for o in objectives)
 
     @property
     def problem(self) -> SearchProblem:
@@ -219,7 +243,13 @@ class SurrogateSearcher:
         return F, feasible
 
     def _predict(
-        self, X_told: np.ndarray, Y: np.ndarray, X_pool: np.ndarray, *, log_positive: bool
+        self,
+        X_told: np.ndarray,
+        Y: np.ndarray,
+        X_pool: np.ndarray,
+        *,
+        log_positive: bool,
+        paths: Sequence[bool] = (),
     ) -> np.ndarray:
         """One fitted predictor per column of ``Y``; predictions for ``X_pool``.
 
@@ -227,10 +257,16 @@ class SurrogateSearcher:
         error) is fitted in log space: costs combine multiplicatively, and the prediction stays
         positive. Fitted raw, boosting overshoots below the cheapest config told, and every
         config predicted cheaper than the cheapest is a (false) new extreme of the front.
+        ``paths[j]`` adds the cell path features to column ``j``'s predictor.
         """
         out = np.empty((len(X_pool), Y.shape[1]))
         for j in range(Y.shape[1]):
-            model = make_predictor(self._space, kind=self._kind, random_state=self._seed)
+            model = make_predictor(
+                self._space,
+                kind=self._kind,
+                cell_paths=j < len(paths) and paths[j],
+                random_state=self._seed,
+            )
             y = Y[:, j]
             if log_positive and np.all(y > 0):
                 out[:, j] = np.exp(model.fit(X_told, np.log(y)).predict(X_pool))
@@ -245,7 +281,7 @@ class SurrogateSearcher:
         k = min(self._batch_size, len(X_pool))
         F, feasible = self._told_arrays()
         X_told = self._space.encode_many(self._configs)
-        P = self._predict(X_told, F, X_pool, log_positive=True)
+        P = self._predict(X_told, F, X_pool, log_positive=True, paths=self._paths)
         candidates = np.arange(len(X_pool))
         if self._problem.n_constr:
             predicted_g = self._predict(X_told, np.vstack(self._G), X_pool, log_positive=False)
