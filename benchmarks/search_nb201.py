@@ -35,6 +35,9 @@ OURS = (
     "surrogate",
     "random",
 )
+VARIANTS = ("surrogate-paths",)
+"""Searcher options not (yet) default, run only when named in ``--methods``:
+``surrogate-paths`` is ``SurrogateSearcher(path_features=["err"])``."""
 DIRECT = ("pymoo-nsga2-direct", "optuna-nsga2-direct")
 PREDICTOR = "predictor+pymoo-nsga2"
 N_PREDICTOR_TRAIN = 100
@@ -65,32 +68,47 @@ def _device_data(device: str) -> tuple[list, np.ndarray, float]:
     return configs, F, true_hv
 
 
-def _curve(F_in_order: np.ndarray, true_hv: float) -> list[float]:
+def _curve(F_in_order: np.ndarray, true_hv: float, budgets: tuple[int, ...]) -> list[float]:
     """HV ratio after the first b evaluations for each budget b."""
     from nas.pareto import hypervolume
 
-    return [hypervolume(F_in_order[:b], REF) / true_hv for b in BUDGETS]
+    return [hypervolume(F_in_order[:b], REF) / true_hv for b in budgets]
 
 
-def _run_ours(name: str, configs: list, F: np.ndarray, true_hv: float, seed: int) -> list[float]:
+def _run_ours(
+    name: str, configs: list, F: np.ndarray, true_hv: float, seed: int, budgets: tuple[int, ...]
+) -> list[float]:
     import search_spaces
-    from nas.search import MetricEvaluator, ResultStore, SearchProblem, make_searcher, run_search
+    from nas.search import (
+        MetricEvaluator,
+        ResultStore,
+        SearchProblem,
+        SurrogateSearcher,
+        make_searcher,
+        run_search,
+    )
 
     table = {c.key: (float(f[0]), float(f[1])) for c, f in zip(configs, F, strict=True)}
     problem = SearchProblem.from_strings(
         search_spaces.get("nas_bench_201"), ["err:min", "lat:min"]
     )
+    if name == "surrogate-paths":
+        searcher = SurrogateSearcher(problem, seed=seed, path_features=["err"])
+    else:
+        searcher = make_searcher(name, problem, seed=seed)
     result = run_search(
-        make_searcher(name, problem, seed=seed),
+        searcher,
         MetricEvaluator(TableEvaluate(table), ("err", "lat")),
         ResultStore(),
-        budget=max(BUDGETS),
+        budget=max(budgets),
         reference_point=REF,
     )
-    return _curve(result.F, true_hv)
+    return _curve(result.F, true_hv, budgets)
 
 
-def _run_pymoo_direct(configs: list, F: np.ndarray, true_hv: float, seed: int) -> list[float]:
+def _run_pymoo_direct(
+    configs: list, F: np.ndarray, true_hv: float, seed: int, budgets: tuple[int, ...]
+) -> list[float]:
     from pymoo.algorithms.moo.nsga2 import NSGA2
     from pymoo.core.problem import Problem
     from pymoo.operators.crossover.sbx import SBX
@@ -121,11 +139,13 @@ def _run_pymoo_direct(configs: list, F: np.ndarray, true_hv: float, seed: int) -
         mutation=PM(prob=1.0, eta=3.0, vtype=float, repair=RoundingRepair()),
         eliminate_duplicates=True,
     )
-    minimize(Table(), algorithm, ("n_eval", max(BUDGETS)), seed=seed, verbose=False)
-    return _curve(np.concatenate(seen)[: max(BUDGETS)], true_hv)
+    minimize(Table(), algorithm, ("n_eval", max(budgets)), seed=seed, verbose=False)
+    return _curve(np.concatenate(seen)[: max(budgets)], true_hv, budgets)
 
 
-def _run_optuna_direct(configs: list, F: np.ndarray, true_hv: float, seed: int) -> list[float]:
+def _run_optuna_direct(
+    configs: list, F: np.ndarray, true_hv: float, seed: int, budgets: tuple[int, ...]
+) -> list[float]:
     import optuna
 
     from search_spaces.nas_bench_201 import EDGES, OPERATIONS
@@ -144,8 +164,8 @@ def _run_optuna_direct(configs: list, F: np.ndarray, true_hv: float, seed: int) 
     study = optuna.create_study(
         directions=["minimize", "minimize"], sampler=optuna.samplers.NSGAIISampler(seed=seed)
     )
-    study.optimize(objective, n_trials=max(BUDGETS))
-    return _curve(np.array([t.values for t in study.trials]), true_hv)
+    study.optimize(objective, n_trials=max(budgets))
+    return _curve(np.array([t.values for t in study.trials]), true_hv, budgets)
 
 
 def _run_predictor(configs: list, F: np.ndarray, true_hv: float, seed: int) -> list[float]:
@@ -197,7 +217,7 @@ def _run_predictor(configs: list, F: np.ndarray, true_hv: float, seed: int) -> l
     return [hypervolume(measured, REF) / true_hv, float(n_real)]
 
 
-def _task(args: tuple[str, str, list[int]]) -> list[dict[str, object]]:
+def _task(args: tuple[str, str, list[int], tuple[int, ...]]) -> list[dict[str, object]]:
     import torch
     from threadpoolctl import threadpool_limits
 
@@ -205,15 +225,15 @@ def _task(args: tuple[str, str, list[int]]) -> list[dict[str, object]]:
     # per worker, so that parallel workers do not oversubscribe the cores
     torch.set_num_threads(1)
     threadpool_limits(1)
-    method, device, seeds = args
+    method, device, seeds, budgets = args
     configs, F, true_hv = _device_data(device)
     rows: list[dict[str, object]] = []
     for seed in seeds:
         t0 = time.perf_counter()
         if method == "pymoo-nsga2-direct":
-            curve = _run_pymoo_direct(configs, F, true_hv, seed)
+            curve = _run_pymoo_direct(configs, F, true_hv, seed, budgets)
         elif method == "optuna-nsga2-direct":
-            curve = _run_optuna_direct(configs, F, true_hv, seed)
+            curve = _run_optuna_direct(configs, F, true_hv, seed, budgets)
         elif method == PREDICTOR:
             ratio, n_real = _run_predictor(configs, F, true_hv, seed)
             rows.append(
@@ -231,9 +251,9 @@ def _task(args: tuple[str, str, list[int]]) -> list[dict[str, object]]:
             import optuna
 
             optuna.logging.set_verbosity(optuna.logging.WARNING)
-            curve = _run_ours(method, configs, F, true_hv, seed)
+            curve = _run_ours(method, configs, F, true_hv, seed, budgets)
         dt = time.perf_counter() - t0
-        for budget, ratio in zip(BUDGETS, curve, strict=True):
+        for budget, ratio in zip(budgets, curve, strict=True):
             rows.append(
                 {
                     "method": method,
@@ -256,10 +276,18 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser.add_argument("--devices", nargs="*", default=list(NB201_DEVICES))
     parser.add_argument("--methods", nargs="*", default=[*OURS, *DIRECT, PREDICTOR])
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument(
+        "--max-budget",
+        type=int,
+        choices=BUDGETS,
+        default=max(BUDGETS),
+        help="stop every run here (the goal summary needs 500)",
+    )
     parser.add_argument("--out", default=None, help="CSV of every (method, device, seed, budget)")
     args = parser.parse_args(argv)
     seeds = list(range(args.seed0, args.seed0 + args.seeds))
-    tasks = [(m, d, seeds) for d in args.devices for m in args.methods]
+    budgets = tuple(b for b in BUDGETS if b <= args.max_budget)
+    tasks = [(m, d, seeds, budgets) for d in args.devices for m in args.methods]
     t0 = time.perf_counter()
     if args.workers > 1:
         with ProcessPoolExecutor(args.workers) as pool:
@@ -284,6 +312,9 @@ def _report(frame: pd.DataFrame, seeds: list[int], seconds: float) -> None:
     )
     print(f"HV(found) / HV(true) in %, mean ± sd over {len(seeds)} seeds {seeds[0]}..{seeds[-1]}")
     print(cell.unstack("budget").to_string())
+    if ("random", 500) not in stats.reset_index().set_index(["method", "budget"]).index:
+        print(f"\nwall time {seconds:.1f} s (no goal summary: it needs random search at 500)")
+        return
     random500 = stats.xs(("random", 500), level=("method", "budget"))["mean"]
     print("\nRatio to random search's 500-evaluation HV (mean over seeds), per device:")
     summary = []

@@ -64,13 +64,15 @@ class SurrogateSearcher:
         local_share: Share of each later batch picked among the one-option neighbours of the
             measured front (a trust region: predictions are most reliable next to measured
             configs); the rest is picked from the whole pool, with the local picks counted.
-        path_features: Objective keys whose predictors also get the longest-path features of
-            cell spaces (``cell_paths`` of :func:`predictors.features.make_features`): the
-            number of input-output paths and, per set of operations, the most of them on one
-            path. They state how deep a cell is, which decides much of its accuracy: on
-            NAS-Bench-201 they lift the Kendall tau of the accuracy predictor, and in this loop
-            the HV at 100 evaluations on raspi4, but they lower it on gold_6226, so they are
-            off by default (``benchmarks/README_search.md`` has the measurements).
+        path_features: Objective keys that get a second predictor with the longest-path
+            features of cell spaces (``cell_paths`` of :func:`predictors.features.make_features`:
+            the number of input-output paths and, per set of operations, the most of them on
+            one path), used for the local picks only. They state how deep a cell is, which
+            decides much of its accuracy, and next to the measured front they rank best; for
+            the picks from the whole pool the plain predictor stays, since with the path
+            features there the search stopped reaching the cheap end of gold_6226's front.
+            Off by default until the full benchmark has measured it
+            (``benchmarks/README_search.md``).
 
     The defaults were chosen on NAS-Bench-201 (seeds 0-9 of six devices): the ``ensemble``
     kind (ridge + gradient boosting + MLP on the cell features), 20 start configs, batches of 5
@@ -281,7 +283,14 @@ class SurrogateSearcher:
         k = min(self._batch_size, len(X_pool))
         F, feasible = self._told_arrays()
         X_told = self._space.encode_many(self._configs)
-        P = self._predict(X_told, F, X_pool, log_positive=True, paths=self._paths)
+        P = self._predict(X_told, F, X_pool, log_positive=True)
+        P_local = P
+        if any(self._paths):  # a second fit of those objectives, with the path features
+            columns = [j for j, on in enumerate(self._paths) if on]
+            P_local = P.copy()
+            P_local[:, columns] = self._predict(
+                X_told, F[:, columns], X_pool, log_positive=True, paths=[True] * len(columns)
+            )
         candidates = np.arange(len(X_pool))
         if self._problem.n_constr:
             predicted_g = self._predict(X_told, np.vstack(self._G), X_pool, log_positive=False)
@@ -289,15 +298,12 @@ class SurrogateSearcher:
             ok = violation <= 0
             candidates = np.flatnonzero(ok) if ok.any() else np.argsort(violation, kind="stable")
         base = F[feasible] if feasible.any() else np.zeros((0, F.shape[1]))
-        both = np.vstack([F, P[candidates]])
-        low, high = both.min(axis=0), both.max(axis=0)
-        span = np.where(high > low, high - low, 1.0)
-        scaled_base = (base - low) / span
-        scaled_P = (P - low) / span
         local = candidates[self._near_front(X_pool[candidates], F, feasible)]
+        local_base, local_P = self._scaled(F, base, P_local[candidates], P_local)
         chosen = self._greedy_hv(
-            scaled_base, scaled_P, self._shortlist(scaled_P, local), self._n_local
+            local_base, local_P, self._shortlist(local_P, local), self._n_local
         )
+        scaled_base, scaled_P = self._scaled(F, base, P[candidates], P)
         shortlist = self._shortlist(scaled_P, candidates)
         current = np.vstack([scaled_base, scaled_P[chosen]])
         unpicked = shortlist[~np.isin(shortlist, chosen)]
@@ -306,6 +312,16 @@ class SurrogateSearcher:
             rest = [int(i) for i in shortlist if int(i) not in chosen]
             chosen += rest[: k - len(chosen)]
         return [self._space.canonical(self._space.decode(X_pool[i])) for i in chosen]
+
+    @staticmethod
+    def _scaled(
+        F: np.ndarray, base: np.ndarray, P_candidates: np.ndarray, P: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``base`` and ``P`` scaled to [0, 1] by the range of the told and predicted values."""
+        both = np.vstack([F, P_candidates])
+        low, high = both.min(axis=0), both.max(axis=0)
+        span = np.where(high > low, high - low, 1.0)
+        return (base - low) / span, (P - low) / span
 
     def _shortlist(self, scaled_P: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """The rows of the best predicted non-dominated ranks, about ``n_preselect`` of them."""
