@@ -140,3 +140,35 @@ def test_path_features_go_to_the_objectives_named() -> None:
     with pytest.raises(ConfigError, match="needs a cell space") as info:
         SurrogateSearcher(analytic_problem(), path_features=["quality"])
     assert "search space" in str(info.value)
+
+
+def _cell_run(**options: object) -> list[str]:
+    """Keys asked on NAS-Bench-201 cells with analytic objectives (convolution depth vs cost)."""
+    import search_spaces
+    from nas.search import MetricEvaluator, SearchProblem
+    from predictors.features import cell_edges, cell_path_lengths, path_option_sets
+
+    space = search_spaces.get("nas_bench_201")
+    edges, sets = cell_edges(space), path_option_sets(space)
+    conv = sets.index([2, 3])
+
+    def metrics(config):  # type: ignore[no-untyped-def]
+        x = space.encode_many([config])
+        depth = cell_path_lengths(x, edges, [0] * 6, sets)[0, 1 + conv]  # type: ignore[arg-type]
+        return {
+            "err": 0.5 / (1.0 + depth),
+            "lat": 1.0 + float((x == 3).sum() + 0.3 * (x == 2).sum()),
+        }
+
+    problem = SearchProblem.from_strings(space, ["err:min", "lat:min"])
+    searcher = SurrogateSearcher(problem, seed=0, n_initial=10, **options)  # type: ignore[arg-type]
+    result = run_search(
+        searcher, MetricEvaluator(metrics, ("err", "lat")), ResultStore(), budget=30
+    )
+    return [c.key for c in result.configs]
+
+
+def test_path_features_change_only_the_local_picks() -> None:
+    plain = _cell_run(local_share=0.0)
+    assert _cell_run(local_share=0.0, path_features=["err"]) == plain
+    assert _cell_run(path_features=["err"]) != _cell_run()

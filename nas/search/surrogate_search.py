@@ -68,11 +68,10 @@ class SurrogateSearcher:
             features of cell spaces (``cell_paths`` of :func:`predictors.features.make_features`:
             the number of input-output paths and, per set of operations, the most of them on
             one path), used for the local picks only. They state how deep a cell is, which
-            decides much of its accuracy, and next to the measured front they rank best; for
-            the picks from the whole pool the plain predictor stays, since with the path
-            features there the search stopped reaching the cheap end of gold_6226's front.
-            Off by default until the full benchmark has measured it
-            (``benchmarks/README_search.md``).
+            decides much of its accuracy. The picks from the whole pool keep the plain
+            predictor: with the path features there too, three of ten gold_6226 runs lost 1.5
+            to 2.5 points of HV at 100 evaluations. Off by default until the full benchmark
+            has measured it (``benchmarks/README_search.md``).
 
     The defaults were chosen on NAS-Bench-201 (seeds 0-9 of six devices): the ``ensemble``
     kind (ridge + gradient boosting + MLP on the cell features), 20 start configs, batches of 5
@@ -285,7 +284,7 @@ class SurrogateSearcher:
         X_told = self._space.encode_many(self._configs)
         P = self._predict(X_told, F, X_pool, log_positive=True)
         P_local = P
-        if any(self._paths):  # a second fit of those objectives, with the path features
+        if any(self._paths) and self._n_local:  # those objectives again, with path features
             columns = [j for j, on in enumerate(self._paths) if on]
             P_local = P.copy()
             P_local[:, columns] = self._predict(
