@@ -134,11 +134,16 @@ def prune_cell(
     return weight * np.stack(counts, axis=1).astype(np.float64)
 
 
+def _edge_order(edges: list[list[int]]) -> list[int]:
+    """Edge columns sorted by target node: every source node is final when its edges are seen."""
+    return sorted(range(len(edges)), key=lambda k: (edges[k][0], edges[k][1]))
+
+
 def _prune(X: np.ndarray, edges: list[list[int]], none_index: list[int], keep: str) -> np.ndarray:
     X = np.asarray(X, dtype=np.int64)
     n_nodes = max(max(e) for e in edges) + 1
     alive = np.asarray(none_index)[None, :] != X
-    order = sorted(range(len(edges)), key=lambda k: (edges[k][0], edges[k][1]))
+    order = _edge_order(edges)
     forward = np.ones((len(X), n_nodes), dtype=bool)
     if keep == "path":
         forward[:, 1:] = False
@@ -183,7 +188,7 @@ def cell_path_lengths(
     pruned = _prune(X, edges, none_index, "path")
     alive = pruned != np.asarray(none_index)[None, :]
     n_nodes = max(max(e) for e in edges) + 1
-    order = sorted(range(len(edges)), key=lambda k: (edges[k][0], edges[k][1]))
+    order = _edge_order(edges)
     paths = np.zeros((len(pruned), n_nodes))
     paths[:, 0] = 1.0
     for k in order:  # edges sorted by target node: sources are final when visited
