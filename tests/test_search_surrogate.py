@@ -114,6 +114,7 @@ def test_local_share_picks_next_to_the_measured_front() -> None:
         ({"n_preselect": 0}, "n_preselect"),
         ({"local_share": 1.5}, "local_share"),
         ({"path_features": ["top5"]}, "path_features"),
+        ({"path_features": "quality"}, "path_features"),
     ],
 )
 def test_bad_options_name_the_key(options: dict[str, object], needle: str) -> None:
@@ -129,13 +130,30 @@ def test_path_features_go_to_the_objectives_named() -> None:
 
     cell = search_spaces.get("nas_bench_201")
     problem = SearchProblem.from_strings(cell, ["err:min", "lat:min"])
-    assert SurrogateSearcher(problem)._paths == (False, False)
-    assert SurrogateSearcher(problem, path_features=["err"])._paths == (True, False)
-    chosen = SurrogateSearcher(
-        SearchProblem.from_strings(cell, ["top1:max", "latency_ms@cpu:min"]),
-        path_features=["latency_ms@cpu"],
+    assert SurrogateSearcher(problem, path_features=())._paths == (False, False)
+    assert SurrogateSearcher(problem, path_features=["lat"])._paths == (False, True)
+    accuracy_first = SearchProblem.from_strings(cell, ["latency_ms@cpu:min", "top1:max"])
+    chosen = SurrogateSearcher(accuracy_first, path_features=["latency_ms@cpu"])
+    assert chosen._paths == (True, False)
+
+
+def test_path_features_default_to_the_accuracy_objective_of_cell_spaces() -> None:
+    """``"auto"``: the accuracy (or error) objective of a cell space, nothing elsewhere."""
+    import search_spaces
+    from nas.search import SearchProblem
+
+    cell = search_spaces.get("nas_bench_201")
+    for keys, expected in (
+        (["err:min", "lat:min"], (True, False)),
+        (["latency_ms@cpu:min", "top1:max", "params_m:min"], (False, True, False)),
+        (["lat:min", "params_m:min"], (False, False)),
+    ):
+        problem = SearchProblem.from_strings(cell, keys)
+        assert SurrogateSearcher(problem)._paths == expected, keys
+    mobile = SearchProblem.from_strings(
+        search_spaces.get("mobilenet_like"), ["top1:max", "latency_ms@cpu:min"]
     )
-    assert chosen._paths == (False, True)
+    assert SurrogateSearcher(mobile)._paths == (False, False)
     assert SurrogateSearcher(analytic_problem())._paths == (False, False)
     with pytest.raises(ConfigError, match="needs a cell space") as info:
         SurrogateSearcher(analytic_problem(), path_features=["quality"])
@@ -169,6 +187,8 @@ def _cell_run(**options: object) -> list[str]:
 
 
 def test_path_features_change_only_the_local_picks() -> None:
-    plain = _cell_run(local_share=0.0)
+    plain = _cell_run(local_share=0.0, path_features=())
     assert _cell_run(local_share=0.0, path_features=["err"]) == plain
-    assert _cell_run(path_features=["err"]) != _cell_run()
+    with_paths = _cell_run(path_features=["err"])
+    assert with_paths != _cell_run(path_features=())
+    assert _cell_run() == with_paths  # "auto" names the error objective

@@ -27,6 +27,7 @@ cheap or very accurate one) still counts.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
@@ -41,6 +42,11 @@ from predictors.models import kinds, make_predictor
 
 REFERENCE = 1.1
 """Reference point of the acquisition, in objectives scaled to [0, 1] (module doc)."""
+
+ACCURACY_METRICS: frozenset[str] = frozenset(
+    {"acc", "accuracy", "err", "error", "top1", "top1_err", "top5", "top5_err"}
+)
+"""Metric names that ``path_features="auto"`` takes for a model's accuracy or error."""
 
 
 class SurrogateSearcher:
@@ -68,10 +74,11 @@ class SurrogateSearcher:
             features of cell spaces (``cell_paths`` of :func:`predictors.features.make_features`:
             the number of input-output paths and, per set of operations, the most of them on
             one path), used for the local picks only. They state how deep a cell is, which
-            decides much of its accuracy. The picks from the whole pool keep the plain
-            predictor: with the path features there too, three of ten gold_6226 runs lost 1.5
-            to 2.5 points of HV at 100 evaluations. Off by default until the full benchmark
-            has measured it (``benchmarks/README_search.md``).
+            decides much of its accuracy. ``"auto"`` (the default) names the objectives whose
+            metric is in :data:`ACCURACY_METRICS` when the space is a cell space whose edges
+            share their options, and none otherwise; ``()`` turns them off. The picks from the
+            whole pool keep the plain predictor: with the path features there too, three of
+            ten gold_6226 runs lost 1.5 to 2.5 points of HV at 100 evaluations.
 
     The defaults were chosen on NAS-Bench-201 (seeds 0-9 of six devices): the ``ensemble``
     kind (ridge + gradient boosting + MLP on the cell features), 20 start configs, batches of 5
@@ -104,7 +111,7 @@ class SurrogateSearcher:
         n_preselect: int = 300,
         anchor: bool = True,
         local_share: float = 0.8,
-        path_features: Sequence[str] = (),
+        path_features: Sequence[str] | Literal["auto"] = "auto",
     ) -> None:
         if kind not in kinds():
             raise ConfigError(format_choice_error("kind", kind, kinds()))
@@ -143,10 +150,17 @@ class SurrogateSearcher:
             self._full_X = np.unique(self._space.canonical_indices(grid), axis=0)
         self._done = False
 
-    def _path_columns(self, keys: Sequence[str]) -> tuple[bool, ...]:
+    def _path_columns(self, keys: Sequence[str] | Literal["auto"]) -> tuple[bool, ...]:
         """Per objective, whether its predictor gets the cell path features."""
         objectives = self._problem.objectives
+        if isinstance(keys, str) and keys == "auto":
+            cells = supports_cell_paths(self._space)
+            return tuple(cells and o.metric in ACCURACY_METRICS for o in objectives)
         known = [o.key for o in objectives]
+        if isinstance(keys, str):
+            raise ConfigError(
+                f"path_features={keys!r} must be 'auto' or a list of objective keys from {known}"
+            )
         for key in keys:
             if key not in known:
                 raise ConfigError(format_choice_error("path_features", key, known))
