@@ -35,8 +35,8 @@ OURS = (
     "surrogate",
     "random",
 )
-VARIANTS = ("surrogate-plain", "surrogate-paths")
-"""Searcher options named explicitly, run only when named in ``--methods``:
+VARIANTS: dict[str, tuple[str, ...]] = {"surrogate-plain": (), "surrogate-paths": ("err",)}
+"""Surrogate variants with path_features named explicitly, run only when named in ``--methods``:
 ``surrogate-plain`` is ``SurrogateSearcher(path_features=())``, the surrogate without the cell
 path features for its error predictor; ``surrogate-paths`` is
 ``SurrogateSearcher(path_features=["err"])``, which is what the default ``"auto"`` picks here
@@ -96,8 +96,7 @@ def _run_ours(
         search_spaces.get("nas_bench_201"), ["err:min", "lat:min"]
     )
     if name in VARIANTS:
-        named = {"surrogate-plain": (), "surrogate-paths": ["err"]}[name]
-        searcher = SurrogateSearcher(problem, seed=seed, path_features=named)
+        searcher = SurrogateSearcher(problem, seed=seed, path_features=VARIANTS[name])
     else:
         searcher = make_searcher(name, problem, seed=seed)
     result = run_search(

@@ -153,14 +153,15 @@ class SurrogateSearcher:
     def _path_columns(self, keys: Sequence[str] | Literal["auto"]) -> tuple[bool, ...]:
         """Per objective, whether its predictor gets the cell path features."""
         objectives = self._problem.objectives
-        if isinstance(keys, str) and keys == "auto":
-            cells = supports_cell_paths(self._space)
-            return tuple(cells and o.metric in ACCURACY_METRICS for o in objectives)
         known = [o.key for o in objectives]
         if isinstance(keys, str):
-            raise ConfigError(
-                f"path_features={keys!r} must be 'auto' or a list of objective keys from {known}"
-            )
+            if keys != "auto":
+                raise ConfigError(
+                    f"path_features={keys!r} must be 'auto' or a list of objective keys "
+                    f"from {known}"
+                )
+            cells = supports_cell_paths(self._space)
+            return tuple(cells and o.metric in ACCURACY_METRICS for o in objectives)
         for key in keys:
             if key not in known:
                 raise ConfigError(format_choice_error("path_features", key, known))
