@@ -57,12 +57,21 @@ def _print_summary(root: Path) -> None:
     front = root / "export" / "front.csv"
     if not front.exists():
         return
+    from nas.export import exported_paths, read_card
+
     table = pd.read_csv(front)
     keep = [c for c in table.columns if c == "subnet" or c.endswith(".measured")]
+    keep += [c for c in table.columns if c.endswith((".ci95_low", ".ci95_high"))]
     keep += [c for c in table.columns if c.endswith(".predicted")]
-    print("\nPareto front (measured; predicted where searched on predictors):")
-    with pd.option_context("display.width", 160, "display.max_columns", 20):
-        print(table[list(dict.fromkeys(keep))].round(4).to_string(index=False))
+    print(
+        "\nPareto front: non-dominated among every subnet measured in the run; top1 on the "
+        "selection split, top1_test on the test split (never used to select), 95 % intervals:"
+    )
+    with pd.option_context("display.width", 200, "display.max_columns", 30):
+        print(table[list(dict.fromkeys(keep))].round(3).to_string(index=False))
+    cards = exported_paths(root / "export")
+    if cards:
+        print(f"splits: {read_card(cards[0]).get('accuracy', {}).get('splits', 'not recorded')}")
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:

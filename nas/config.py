@@ -25,7 +25,6 @@ from nas.measure.targets import HardwareTarget
 
 T = TypeVar("T")
 
-DATA_KINDS: tuple[str, ...] = ("digits", "npz", "folder")
 PREDICTOR_KINDS: tuple[str, ...] = ("ridge", "rf", "gbr", "mlp", "ensemble")
 
 
@@ -68,30 +67,56 @@ class SpaceSpec:
 
 @dataclass(frozen=True)
 class DataSpec:
-    """Where images come from; ``digits`` is bundled with scikit-learn."""
+    """Where images come from and how the IDX kinds divide their training file.
 
-    kind: str = "digits"
+    ``fashion_mnist`` (Debian's ``dataset-fashion-mnist``, or ``path``) and ``digits``
+    (scikit-learn) are built in. For ``fashion_mnist`` and ``idx``, ``val_size`` and
+    ``calib_size`` images are held out of the official training file, ``train_size`` (all the
+    rest when unset) trains, and the official test file is kept for reported numbers only.
+    """
+
+    kind: str = "fashion_mnist"
     path: str | None = None
     resolution: int = 32
+    train_size: int | None = None
+    val_size: int = 5000
+    calib_size: int = 1000
 
     def __post_init__(self) -> None:
-        _check_choice("data.kind", self.kind, DATA_KINDS)
-        if self.kind != "digits" and not self.path:
+        from nas.data import DATASETS, DATASETS_NEEDING_PATH
+
+        _check_choice("data.kind", self.kind, DATASETS)
+        if self.kind in DATASETS_NEEDING_PATH and not self.path:
             raise ConfigError(f"data.path is required when data.kind={self.kind!r}")
         _check_positive("data.resolution", self.resolution)
+        for key in ("val_size", "calib_size"):
+            _check_positive(f"data.{key}", getattr(self, key))
+        if self.train_size is not None:
+            _check_positive("data.train_size", self.train_size)
+
+    def split_sizes(self):  # type: ignore[no-untyped-def]
+        """The IDX split sizes this spec asks for."""
+        from nas.data import IdxSplitSizes
+
+        return IdxSplitSizes(val=self.val_size, calib=self.calib_size, train=self.train_size)
 
 
 @dataclass(frozen=True)
 class RaySpec:
-    """Where work runs: ``address`` empty → a local Ray instance."""
+    """Where work runs: ``address`` empty → a local Ray instance.
+
+    ``cpus_per_worker`` is what each Ray Train worker reserves and the torch threads it uses.
+    """
 
     address: str | None = None
     num_workers: int = 1
+    cpus_per_worker: int = 1
     use_gpu: bool = False
     num_cpus: int | None = None
 
     def __post_init__(self) -> None:
         _check_positive("ray.num_workers", self.num_workers)
+        _check_positive("ray.cpus_per_worker", self.cpus_per_worker)
         if self.num_cpus is not None:
             _check_positive("ray.num_cpus", self.num_cpus)
 
@@ -114,7 +139,8 @@ class MeasureSpec:
         _check_positive("measure.calib_images", self.calib_images)
         _check_positive("measure.latency_repeats", self.latency_repeats)
         _check_positive("measure.latency_warmup", self.latency_warmup, allow_zero=True)
-        _check_choice("measure.eval_split", self.eval_split, ("val", "test"))
+        # The test split is never used to select: it is reported once, at export.
+        _check_choice("measure.eval_split", self.eval_split, ("val",))
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,13 @@
 """Image data sets as tensors with deterministic train / calibration / validation / test splits.
 
-The default is scikit-learn's bundled ``load_digits`` (1,797 8×8 grayscale digits), so nothing is
-downloaded. Users bring their own data as a folder of class sub-folders of images or as an
+Built in: ``fashion_mnist`` (Zalando's Fashion-MNIST, 70,000 28×28 grey images in the MNIST
+IDX format, installed by Debian's ``dataset-fashion-mnist`` and verified by SHA-256) and
+``digits`` (scikit-learn's bundled 1,797 8×8 digits, a quick smoke set). Users bring any
+MNIST-family IDX folder (``idx``), a folder of class sub-folders of images (``folder``) or an
 ``.npz`` file with arrays ``x`` (N×C×H×W or N×H×W×C or N×H×W) and ``y`` (N integer labels).
+
+Every data set records its :class:`Preprocessing` (how raw pixels become model inputs), so an
+exported model can carry it and accept raw pixels.
 """
 
 from __future__ import annotations
@@ -24,6 +29,38 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".we
 
 
 @dataclass(frozen=True)
+class Preprocessing:
+    """How a raw image becomes the model's input: ``(raw - mean) / std`` per channel.
+
+    ``raw_range`` is the documented range of raw pixel values (``[0, 255]`` for IDX files),
+    ``channel_order`` ``grey`` or ``RGB``; ``size`` is the side length the model sees.
+    """
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    raw_range: tuple[float, float]
+    channel_order: str
+    size: int
+
+    def normalise(self, raw: Tensor) -> Tensor:
+        """Model input from raw pixels (N×C×H×W float)."""
+        mean = torch.tensor(self.mean, dtype=raw.dtype).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, dtype=raw.dtype).view(1, -1, 1, 1)
+        return (raw - mean) / std
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "formula": "(raw - mean) / std, per channel",
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "raw_range": list(self.raw_range),
+            "channel_order": self.channel_order,
+            "layout": "N×C×H×W float32",
+            "size": self.size,
+        }
+
+
+@dataclass(frozen=True)
 class ImageData:
     """Normalised float images (N×C×H×W) and int64 labels per split.
 
@@ -35,6 +72,8 @@ class ImageData:
     x: dict[str, Tensor]
     y: dict[str, Tensor]
     num_classes: int
+    preprocessing: Preprocessing | None = None
+    split_note: str = ""
 
     def __post_init__(self) -> None:
         for split in SPLITS:
@@ -87,6 +126,7 @@ def split_arrays(
     *,
     seed: int = 0,
     fractions: tuple[float, float, float, float] = (0.6, 0.1, 0.15, 0.15),
+    raw_range: tuple[float, float] | None = None,
 ) -> ImageData:
     """Stratified, seeded split into train/calib/val/test; standardise with train statistics."""
     from sklearn.model_selection import train_test_split
@@ -113,13 +153,25 @@ def split_arrays(
     x = x.astype(np.float32)
     mean = x[train].mean(axis=(0, 2, 3), keepdims=True)
     std = x[train].std(axis=(0, 2, 3), keepdims=True) + 1e-6
+    preprocessing = Preprocessing(
+        mean=tuple(float(v) for v in mean.ravel()),
+        std=tuple(float(v) for v in std.ravel()),
+        raw_range=raw_range or (float(x.min()), float(x.max())),
+        channel_order="grey" if x.shape[1] == 1 else "RGB",
+        size=int(x.shape[-1]),
+    )
     x = (x - mean) / std
     parts = {"train": train, "calib": calib, "val": val, "test": test}
+    note = f"stratified seeded split (seed {seed}) of {len(y)} images: " + ", ".join(
+        f"{k} {len(v)}" for k, v in parts.items()
+    )
     return ImageData(
         name=name,
         x={k: torch.from_numpy(np.ascontiguousarray(x[v])) for k, v in parts.items()},
         y={k: torch.from_numpy(y[v]) for k, v in parts.items()},
         num_classes=int(y.max()) + 1,
+        preprocessing=preprocessing,
+        split_note=note,
     )
 
 
@@ -129,7 +181,7 @@ def load_digits_data(*, seed: int = 0) -> ImageData:
 
     bunch = load_digits()
     x = bunch.images.reshape(-1, 1, 8, 8)
-    return split_arrays("digits", x, bunch.target, seed=seed)
+    return split_arrays("digits", x, bunch.target, seed=seed, raw_range=(0.0, 16.0))
 
 
 def load_npz(path: str | Path, *, seed: int = 0) -> ImageData:
@@ -164,27 +216,177 @@ def load_image_folder(
                 continue
             with Image.open(file) as img:
                 img = img.convert("L" if grayscale else "RGB").resize((resolution, resolution))
-                arr = np.asarray(img, dtype=np.float32) / 255.0
+                arr = np.asarray(img, dtype=np.float32)
             images.append(arr[None] if grayscale else arr.transpose(2, 0, 1))
             labels.append(label)
     if not images:
         raise ConfigError(f"{root} contains no images with suffixes {list(IMAGE_SUFFIXES)}")
-    return split_arrays(root.name, np.stack(images), np.array(labels), seed=seed)
+    return split_arrays(
+        root.name, np.stack(images), np.array(labels), seed=seed, raw_range=(0.0, 255.0)
+    )
 
 
-DATASETS: tuple[str, ...] = ("digits", "npz", "folder")
+FASHION_MNIST_SHA256: dict[str, str] = {
+    "train-images-idx3-ubyte.gz": (
+        "b0564c3eedabfbf835052cff8503ea422014ce006caf5b757f851416ee8300c7"
+    ),
+    "train-labels-idx1-ubyte.gz": (
+        "0ae29f65d86684f32d1b9c85147786c547b9c6aebcaf235f0400a0cce308b056"
+    ),
+    "t10k-images-idx3-ubyte.gz": (
+        "cc1d090a38ace84dfa1aa66e3ada7c336ef481a96936906477e6dd344da56eaa"
+    ),
+    "t10k-labels-idx1-ubyte.gz": (
+        "8d3605d196f4be44669e46906da9733c8131fef761fdbfec72c424d5222f1a05"
+    ),
+}
+# Where Debian's package ``dataset-fashion-mnist`` installs the four files.
+FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+
+
+@dataclass(frozen=True)
+class IdxSplitSizes:
+    """How the official training images are divided; the official test set is kept whole.
+
+    ``val`` and ``calib`` are drawn first (stratified, seeded); ``train`` is the rest, or a seeded
+    stratified subset of it of that many images.
+    """
+
+    val: int = 5000
+    calib: int = 1000
+    train: int | None = None
+
+
+def load_idx_data(
+    directory: str | Path,
+    *,
+    name: str | None = None,
+    seed: int = 0,
+    sizes: IdxSplitSizes = IdxSplitSizes(),
+    checksums: dict[str, str] | None = None,
+) -> ImageData:
+    """An MNIST-family IDX folder: train / calib / val from its training file, its test file kept.
+
+    The official test images are used only for the numbers reported at the end, never to
+    select; normalisation statistics come from the train split alone.
+
+    Raises:
+        ConfigError: a file is missing, corrupt (checksum, magic, counts) or the split sizes do
+            not fit the training images.
+    """
+    from sklearn.model_selection import train_test_split
+
+    from nas.idx import read_idx_split, verify_checksums
+
+    directory = Path(directory)
+    if checksums:
+        verify_checksums(directory, checksums)
+    x_all, y_all = read_idx_split(directory, "train")
+    x_test, y_test = read_idx_split(directory, "test")
+    if x_all.shape[1:] != x_test.shape[1:]:
+        raise ConfigError(
+            f"{directory}: training images are {list(x_all.shape[1:])} but test images are "
+            f"{list(x_test.shape[1:])}"
+        )
+    n = len(y_all)
+    train_size = sizes.train
+    if sizes.val + sizes.calib + (train_size or 1) > n:
+        raise ConfigError(
+            f"data.val_size={sizes.val} + data.calib_size={sizes.calib} + data.train_size="
+            f"{train_size} exceed the {n} training images of {str(directory)!r}"
+        )
+    y_all = y_all.astype(np.int64)
+    idx = np.arange(n)
+    rest, val = train_test_split(idx, test_size=sizes.val, random_state=seed, stratify=y_all)
+    rest, calib = train_test_split(
+        rest, test_size=sizes.calib, random_state=seed + 1, stratify=y_all[rest]
+    )
+    if train_size is not None and train_size < len(rest):
+        rest, _ = train_test_split(
+            rest, train_size=train_size, random_state=seed + 2, stratify=y_all[rest]
+        )
+    train = np.sort(rest)
+    mean = float(x_all[train].mean(dtype=np.float64))
+    std = float(x_all[train].std(dtype=np.float64)) + 1e-6
+    preprocessing = Preprocessing(
+        mean=(mean,),
+        std=(std,),
+        raw_range=(0.0, 255.0),
+        channel_order="grey",
+        size=int(x_all.shape[-1]),
+    )
+
+    def tensor(images: np.ndarray) -> Tensor:
+        return preprocessing.normalise(torch.from_numpy(images.astype(np.float32)[:, None]))
+
+    parts = {"train": train, "calib": calib, "val": val}
+    xs = {k: tensor(x_all[v]) for k, v in parts.items()}
+    ys = {k: torch.from_numpy(y_all[v]) for k, v in parts.items()}
+    xs["test"] = tensor(x_test)
+    ys["test"] = torch.from_numpy(y_test.astype(np.int64))
+    note = (
+        f"from the {n} official training images (seed {seed}, stratified): train "
+        f"{len(train)}, calib {len(calib)}, val {len(val)}; test: the {len(y_test)} official "
+        "test images, used only for reported numbers"
+    )
+    return ImageData(
+        name=name or directory.name,
+        x=xs,
+        y=ys,
+        num_classes=int(max(y_all.max(), y_test.max())) + 1,
+        preprocessing=preprocessing,
+        split_note=note,
+    )
+
+
+def fashion_mnist_dir(path: str | Path | None = None) -> Path:
+    """The folder of the Fashion-MNIST files: ``path`` if given, else Debian's location.
+
+    Raises:
+        ConfigError: no folder holds the files, with how to install them.
+    """
+    directory = Path(path) if path else FASHION_MNIST_DIR
+    if not (directory / "train-images-idx3-ubyte.gz").is_file():
+        raise ConfigError(
+            f"data.kind='fashion_mnist': no Fashion-MNIST files in {str(directory)!r}; install "
+            "them with `apt-get install dataset-fashion-mnist` (Debian/Ubuntu) or set data.path "
+            "to a folder holding the four *-ubyte.gz files"
+        )
+    return directory
+
+
+DATASETS: tuple[str, ...] = ("fashion_mnist", "digits", "idx", "npz", "folder")
+DATASETS_NEEDING_PATH: tuple[str, ...] = ("idx", "npz", "folder")
 
 
 def load_data(
-    kind: str, *, path: str | None = None, resolution: int = 32, seed: int = 0
+    kind: str,
+    *,
+    path: str | None = None,
+    resolution: int = 32,
+    seed: int = 0,
+    sizes: IdxSplitSizes = IdxSplitSizes(),
 ) -> ImageData:
-    """Load by kind: ``digits`` (bundled), ``npz`` or ``folder`` (need ``path``)."""
-    if kind == "digits":
-        return load_digits_data(seed=seed)
+    """Load by kind: ``fashion_mnist`` and ``digits`` (built in); ``idx``, ``npz``, ``folder``.
+
+    ``sizes`` divides the training file of the IDX kinds; the others use fixed fractions.
+    """
     if kind not in DATASETS:
         raise ConfigError(format_choice_error("data.kind", kind, list(DATASETS)))
+    if kind == "digits":
+        return load_digits_data(seed=seed)
+    if kind == "fashion_mnist":
+        return load_idx_data(
+            fashion_mnist_dir(path),
+            name="fashion_mnist",
+            seed=seed,
+            sizes=sizes,
+            checksums=FASHION_MNIST_SHA256,
+        )
     if path is None:
         raise ConfigError(f"data.path is required for data.kind={kind!r}")
+    if kind == "idx":
+        return load_idx_data(path, seed=seed, sizes=sizes)
     if kind == "npz":
         return load_npz(path, seed=seed)
     return load_image_folder(path, resolution=resolution, seed=seed)

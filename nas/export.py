@@ -2,8 +2,11 @@
 
 Each subnet directory holds ``model.safetensors`` (the static module's weights), ``model.onnx``
 and ``model_card.json`` (config, search space, measured and predicted metrics with their
-targets, supernet checkpoint hash, seed, library versions). Loading rebuilds the static module
-from the card and the space, so no code object is ever unpickled.
+targets, preprocessing, supernet checkpoint hash, seed, library versions). Loading rebuilds the
+static module from the card and the space, so no code object is ever unpickled.
+
+The ONNX graph starts with the data set's normalisation, so a deployment feeds it raw pixels in
+the card's ``preprocessing.raw_range``; :func:`load_exported` gives the torch module either way.
 """
 
 from __future__ import annotations
@@ -71,6 +74,24 @@ class ExportedSubnet:
     card: Mapping[str, Any] = field(default_factory=dict)
 
 
+class RawPixelModel(nn.Module):
+    """A subnet behind its data set's normalisation: takes raw pixels, returns logits.
+
+    Carrying the normalisation inside the model means a deployment cannot feed the wrong scale.
+    """
+
+    def __init__(self, model: nn.Module, preprocessing: Mapping[str, Any]) -> None:
+        super().__init__()
+        self.model = model
+        mean = torch.tensor([float(v) for v in preprocessing["mean"]]).view(1, -1, 1, 1)
+        std = torch.tensor([float(v) for v in preprocessing["std"]]).view(1, -1, 1, 1)
+        self.register_buffer("mean", mean)
+        self.register_buffer("inv_std", 1.0 / std)
+
+    def forward(self, raw: torch.Tensor) -> torch.Tensor:
+        return self.model((raw - self.mean) * self.inv_std)
+
+
 def export_subnet(
     supernet: nn.Module,
     config: SubnetConfig,
@@ -79,9 +100,14 @@ def export_subnet(
     measured: Mapping[str, float] | None = None,
     predicted: Mapping[str, float] | None = None,
     onnx: bool = True,
+    preprocessing: Mapping[str, Any] | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> ExportedSubnet:
-    """Write one subnet directory. ``measured``/``predicted`` keys are ``metric@target`` names."""
+    """Write one subnet directory. ``measured``/``predicted`` keys are ``metric@target`` names.
+
+    With ``preprocessing`` (:meth:`nas.data.Preprocessing.to_dict`), the card records it and the
+    ONNX graph takes raw pixels; without it, the graph takes normalised inputs.
+    """
     from nas.supernet import Supernet
 
     if not isinstance(supernet, Supernet):
@@ -95,7 +121,10 @@ def export_subnet(
     save_file(state, tmp, metadata={"format": "nas-subnet"})
     os.replace(tmp, out / WEIGHTS_NAME)
     if onnx:
-        supernet.export_onnx(config, out / ONNX_NAME)
+        from nas.onnx_export import export_module_onnx
+
+        graph = module if preprocessing is None else RawPixelModel(module, preprocessing)
+        export_module_onnx(graph.eval(), supernet.input_shape(), out / ONNX_NAME)
     space = supernet.space
     card = {
         "card_version": CARD_VERSION,
@@ -103,6 +132,8 @@ def export_subnet(
         "config_key": config.key,
         "search_space": search_spaces.describe(space),
         "input_shape": list(supernet.input_shape()),
+        "preprocessing": dict(preprocessing) if preprocessing is not None else None,
+        "onnx_input": "raw pixels" if preprocessing is not None else "normalised",
         "metrics": {
             "measured": dict(measured or {}),
             "predicted": dict(predicted or {}),
@@ -124,8 +155,11 @@ def read_card(path: str | Path) -> dict[str, Any]:
     return json.loads(card_path.read_text())
 
 
-def load_exported(path: str | Path) -> nn.Module:
+def load_exported(path: str | Path, *, raw_input: bool = False) -> nn.Module:
     """Rebuild an exported subnet as a static module with its weights (eval mode).
+
+    With ``raw_input``, the module takes raw pixels like the ONNX graph (the card's
+    preprocessing applied inside); otherwise it takes normalised inputs.
 
     Raises:
         IncompatibleArtifactError: the search space named in the card no longer matches.
@@ -143,6 +177,12 @@ def load_exported(path: str | Path) -> nn.Module:
     if file_sha256(weights) != card["weights_sha256"]:
         raise IncompatibleArtifactError(f"{weights}: checksum differs from the model card")
     module.load_state_dict(load_file(weights), strict=True)
+    if raw_input:
+        if not card.get("preprocessing"):
+            raise IncompatibleArtifactError(
+                f"{path}: the model card records no preprocessing, so raw_input is unavailable"
+            )
+        return RawPixelModel(module, card["preprocessing"]).eval()
     return module.eval()
 
 

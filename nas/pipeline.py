@@ -16,14 +16,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import torch
 
 from nas.config import ExperimentSpec
+from nas.console import progress_bar, tally_noisy_latency
 from nas.data import ImageData, load_data
 from nas.errors import ConfigError, format_choice_error
 from nas.export import export_subnet, file_sha256, read_card, write_json_atomic
+from nas.front import MeasuredSubnet
 from nas.measure.cost import compute_cost
 from nas.measure.evaluate import measure_config
 from nas.measure.latency import LatencyProtocol
@@ -35,7 +36,8 @@ from nas.subnet import SubnetConfig
 from nas.supernet import Supernet
 
 COST_METRICS: tuple[str, ...] = ("params_m", "macs_m", "model_size_bytes")
-ACCURACY_METRIC = "top1"
+ACCURACY_METRIC = "top1"  # on the selection split (measure.eval_split)
+TEST_ACCURACY_METRIC = "top1_test"  # on the test split, for exported subnets only
 LATENCY_METRIC = "latency_ms"
 
 
@@ -80,8 +82,54 @@ def resolve(spec: ExperimentSpec, *, output_dir: str | Path | None = None) -> Re
             )
         if key not in provided:
             raise ConfigError(format_choice_error("search metric", key, provided))
+    check_constraints_satisfiable(problem)
     root = Path(output_dir or spec.output_dir)
     return ResolvedExperiment(spec, space, registry, measured, problem, root)
+
+
+def check_constraints_satisfiable(problem: SearchProblem) -> None:
+    """Refuse constraints that no subnet can meet, before any work starts.
+
+    Bounds on one metric that contradict each other, a latency bound at or below zero, and an
+    analytic cost bound beyond the space's smallest or largest subnet (costs grow with every
+    choice) are known to be infeasible without measuring anything.
+
+    Raises:
+        InfeasibleError: naming the constraint and the reachable range.
+    """
+    from nas.front import InfeasibleError
+
+    by_key: dict[str, list[Any]] = {}
+    for c in problem.constraints:
+        by_key.setdefault(c.key, []).append(c)
+    space = problem.space
+    for key, group in by_key.items():
+        uppers = [c.upper for c in group if c.upper is not None]
+        lowers = [c.lower for c in group if c.lower is not None]
+        if uppers and lowers and max(lowers) > min(uppers):
+            raise InfeasibleError(
+                f"search.constraints on {key!r} contradict each other: {key} >= {max(lowers):g} "
+                f"and {key} <= {min(uppers):g}"
+            )
+        metric, _ = split_metric_key(key)
+        if metric == LATENCY_METRIC and uppers and min(uppers) <= 0:
+            raise InfeasibleError(
+                f"search.constraints: {key} <= {min(uppers):g} cannot hold (latency is positive)"
+            )
+        if metric in COST_METRICS:
+            low = compute_cost(space, space.smallest()).metrics()[metric]
+            high = compute_cost(space, space.largest()).metrics()[metric]
+            if uppers and min(uppers) < low:
+                raise InfeasibleError(
+                    f"search.constraints: {key} <= {min(uppers):g} is below the smallest subnet "
+                    f"of {space.name!r} ({key}={low:.4g}); reachable range [{low:.4g}, {high:.4g}]"
+                )
+            if lowers and max(lowers) > high:
+                raise InfeasibleError(
+                    f"search.constraints: {key} >= {max(lowers):g} is above the largest subnet "
+                    f"of {space.name!r} ({key}={high:.4g}); "
+                    f"reachable range [{low:.4g}, {high:.4g}]"
+                )
 
 
 # -- stage bookkeeping --------------------------------------------------------------------------
@@ -112,7 +160,11 @@ class RunContext:
             if d.path is not None and not Path(d.path).exists():
                 raise ConfigError(f"data.path={d.path!r} does not exist (data.kind={d.kind!r})")
             self._data = load_data(
-                d.kind, path=d.path, resolution=d.resolution, seed=self.exp.spec.seed
+                d.kind,
+                path=d.path,
+                resolution=d.resolution,
+                seed=self.exp.spec.seed,
+                sizes=d.split_sizes(),
             )
             _check_data_fits(self.exp.space, self._data)
         return self._data
@@ -236,6 +288,7 @@ def run_train(ctx: RunContext) -> dict[str, Any]:
         num_workers=spec.ray.num_workers,
         address=spec.ray.address,
         use_gpu=spec.ray.use_gpu,
+        cpus_per_worker=spec.ray.cpus_per_worker,
         resume=True,
     )
     checkpoint = Path(result.checkpoint)
@@ -278,19 +331,35 @@ def run_measure(ctx: RunContext) -> dict[str, Any]:
     exp = ctx.exp
     store = _measured_store(exp)
     configs = dataset_configs(exp)
-    ctx.log(f"measure: accuracy of {len(configs)} subnets ({len(store)} records stored)")
-    measure_accuracies(
-        configs,
-        _accuracy_evaluator(ctx),
-        target=NO_TARGET,
-        store=store,
-        executor=_executor(exp),
+    split = exp.spec.measure.eval_split
+    n_images = ctx.data.sizes()[split]
+    ctx.log(
+        f"measure: accuracy of {len(configs)} subnets on the {split} split ({n_images} images; "
+        f"{len(store)} records stored)"
     )
-    for target in exp.measured_targets:
-        ctx.log(f"measure: latency of {len(configs)} subnets on {target.name}")
-        measure_latencies(
-            ctx.supernet, configs, target, store, protocol=_protocol(exp), seed=exp.spec.seed
+    todo = sum(store.get(c, NO_TARGET) is None for c in configs)
+    with progress_bar(todo, "accuracy") as bar:
+        measure_accuracies(
+            configs,
+            _accuracy_evaluator(ctx),
+            target=NO_TARGET,
+            store=store,
+            executor=_executor(exp),
+            progress=bar.update,
         )
+    for target in exp.measured_targets:
+        todo = sum(store.get(c, target.name) is None for c in configs)
+        ctx.log(f"measure: latency of {len(configs)} subnets on {target.name}")
+        with progress_bar(todo, f"latency {target.name}") as bar:
+            measure_latencies(
+                ctx.supernet,
+                configs,
+                target,
+                store,
+                protocol=_protocol(exp),
+                seed=exp.spec.seed,
+                progress=bar.update,
+            )
     return {"n_configs": len(configs), "store": str(store.path)}
 
 
@@ -371,6 +440,7 @@ def _load_bundle(exp: ResolvedExperiment) -> Any:
 
 def run_search_stage(ctx: RunContext) -> dict[str, Any]:
     """Search (on predicted or measured metrics), then measure the front for real."""
+    from nas.front import measured_front
     from nas.search import MetricEvaluator, make_searcher, measure_front, run_search
 
     exp = ctx.exp
@@ -404,124 +474,246 @@ def run_search_stage(ctx: RunContext) -> dict[str, Any]:
     )
     front = measure_front(result, measured, measured_store)
     front.to_csv(out / "front.csv", index=False)
+    # Constraints hold on measured values: say now, before export, when nothing satisfies them.
+    measured_front(exp.problem, measured_subnets(exp))
     return {"n_evaluated": len(result.configs), "front_size": len(result.front)}
 
 
-def _front_configs(
-    exp: ResolvedExperiment, front: pd.DataFrame
-) -> list[tuple[SubnetConfig, pd.Series]]:
-    """Measured-front rows, ordered by the first objective, thinned to ``export.max_subnets``."""
-    rows = front[front["measured_on_front"].astype(bool)] if len(front) else front
-    if rows.empty:
-        rows = front
-    first = exp.problem.objectives[0]
-    rows = rows.sort_values(f"{first.key}.measured", ascending=first.direction == "min")
-    k = exp.spec.export.max_subnets
-    if len(rows) > k:
-        picks = np.unique(np.linspace(0, len(rows) - 1, k).round().astype(int))
-        rows = rows.iloc[picks]
-    out = []
-    for _, row in rows.iterrows():
-        values = {c[4:]: _plain(row[c]) for c in rows.columns if c.startswith("cfg.")}
-        out.append((exp.space.validate(values), row))
-    return out
+def measured_metrics(
+    exp: ResolvedExperiment,
+    config: SubnetConfig,
+    *,
+    stores: Sequence[ResultStore] | None = None,
+) -> dict[str, float]:
+    """Every measured metric of ``config``, keyed ``metric`` or ``metric@target``.
 
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating):
-        return float(value)
-    return value
-
-
-def measured_metrics(exp: ResolvedExperiment, config: SubnetConfig) -> dict[str, float]:
-    """Every measured metric of ``config`` in the store, keyed ``metric`` or ``metric@target``."""
-    store = _measured_store(exp)
+    ``stores`` are read in order, later ones overriding earlier ones (the export stage's
+    same-session latencies override the measure stage's); default: the measure store alone.
+    """
     out: dict[str, float] = {}
-    record = store.get(config, NO_TARGET)
-    if record is not None:
-        out.update({k: float(v) for k, v in record.metrics.items()})
-    for target in exp.measured_targets:
-        record = store.get(config, target.name)
+    for store in stores if stores is not None else (_measured_store(exp),):
+        record = store.get(config, NO_TARGET)
         if record is not None:
-            out.update({f"{k}@{target.name}": float(v) for k, v in record.metrics.items()})
+            out.update({k: float(v) for k, v in record.metrics.items()})
+        for target in exp.measured_targets:
+            record = store.get(config, target.name)
+            if record is not None:
+                out.update({f"{k}@{target.name}": float(v) for k, v in record.metrics.items()})
     return out
+
+
+def measured_subnets(
+    exp: ResolvedExperiment, stores: Sequence[ResultStore] | None = None
+) -> list[MeasuredSubnet]:
+    """Every subnet of the run with a measured accuracy, with all its measured metrics."""
+    stores = list(stores) if stores is not None else [_measured_store(exp)]
+    return [
+        MeasuredSubnet(record.config, measured_metrics(exp, record.config, stores=stores))
+        for record in stores[0].evaluations(target=NO_TARGET)
+    ]
+
+
+def _final_latency_store(exp: ResolvedExperiment) -> ResultStore:
+    return ResultStore(exp.stage_dir("export") / "latency.jsonl")
+
+
+def run_stores(exp: ResolvedExperiment) -> list[ResultStore]:
+    """The stores whose latest records are the run's measured values, in override order."""
+    stores = [_measured_store(exp)]
+    if (exp.stage_dir("export") / "latency.jsonl").exists():
+        stores.append(_final_latency_store(exp))
+    return stores
+
+
+def remeasure_competitors(ctx: RunContext, *, max_rounds: int = 6) -> list[MeasuredSubnet]:
+    """Re-measure the latency of every front contender in one session; the run's subnets.
+
+    The front's subnets were measured at another time (search stage) than the data set
+    (measure stage); load drifting between stages must not decide front membership. Each round
+    re-measures the two best non-dominated layers (among feasible subnets) of whatever is not
+    yet re-measured, until the front consists of re-measured subnets only.
+    """
+    from nas.front import complete, feasible_mask, nondomination_ranks
+    from nas.measure.evaluate import measure_configs as measure_latencies
+
+    exp = ctx.exp
+    final = _final_latency_store(exp)
+    stores = [_measured_store(exp), final]
+    latency_targets = [t for t in exp.measured_targets if _objective_on(exp, t.name)]
+    for _ in range(max_rounds):
+        subnets = complete(exp.problem, measured_subnets(exp, stores))
+        feasible = [
+            s for s, ok in zip(subnets, feasible_mask(exp.problem, subnets), strict=True) if ok
+        ]
+        pool = feasible or subnets
+        ranks = nondomination_ranks(exp.problem, pool)
+        todo = [
+            s.config
+            for s, r in zip(pool, ranks, strict=True)
+            if r <= 1 and any(final.get(s.config, t.name) is None for t in latency_targets)
+        ]
+        front_done = all(
+            final.get(s.config, t.name) is not None
+            for s, r in zip(pool, ranks, strict=True)
+            if r == 0
+            for t in latency_targets
+        )
+        if front_done or not todo:
+            break
+        for target in latency_targets:
+            ctx.log(
+                f"export: re-measuring latency of {len(todo)} front contenders on {target.name}"
+            )
+            measure_latencies(
+                ctx.supernet, todo, target, final, protocol=_protocol(exp), seed=exp.spec.seed
+            )
+    return measured_subnets(exp, stores)
+
+
+def _objective_on(exp: ResolvedExperiment, target: str) -> bool:
+    return any(split_metric_key(k)[1] == target for k in exp.problem.metric_keys)
+
+
+def accuracy_interval(correct: int, n: int) -> dict[str, Any]:
+    """Top-1 (%) with its 95 % Wilson interval and the number of images."""
+    from scipy.stats import binomtest
+
+    ci = binomtest(correct, n).proportion_ci(confidence_level=0.95, method="wilson")
+    return {
+        "top1": 100.0 * correct / n,
+        "n_images": n,
+        "ci95": [100.0 * ci.low, 100.0 * ci.high],
+    }
 
 
 def run_export(ctx: RunContext) -> dict[str, Any]:
-    """Export the measured Pareto front: weights, ONNX, model cards, CSV, plot, archive."""
-    from nas.training.recalibrate import recalibrate_bn
+    """Export the measured Pareto front: weights, ONNX, model cards, CSV, plot, archive.
+
+    The front is the non-dominated set of every subnet measured in the run, feasible on
+    measured values, with its contenders' latencies re-measured in one session; each exported
+    subnet is then scored once on the test split, which selection never saw.
+    """
+    from nas.front import measured_front, thin
+    from nas.measure.accuracy import evaluate_accuracy
     from predictors.bundle import Predictors
 
     exp = ctx.exp
     spec = exp.spec
     out = exp.stage_dir("export")
-    front = pd.read_csv(exp.stage_dir("search") / "front.csv")
+    search_front = pd.read_csv(exp.stage_dir("search") / "front.csv")
+    subnets = remeasure_competitors(ctx)
+    front = measured_front(exp.problem, subnets)
+    chosen = thin(front, spec.export.max_subnets)
+    ctx.log(
+        f"export: {len(front)} of {len(subnets)} measured subnets are non-dominated"
+        f"{' and feasible' if exp.problem.constraints else ''}; exporting {len(chosen)}"
+    )
     checkpoint = Path(stage_done(exp, "train")["checkpoint"])  # type: ignore[index]
     checkpoint_hash = _checkpoint_hash(checkpoint)
     supernet = ctx.supernet
-    calib_x, _ = ctx.data.tensors("calib")
-    calib_x = calib_x[: spec.measure.calib_images]
+    data = ctx.data
+    n_calib = spec.measure.calib_images
+    n_val = int(data.sizes()[spec.measure.eval_split])
+    predicted_by_key = _predicted_rows(search_front) if spec.search.use_predictors else {}
     rows = []
-    for i, (config, row) in enumerate(_front_configs(exp, front)):
+    for i, subnet in enumerate(chosen):
+        config = subnet.config
         directory = out / f"subnet_{i:02d}_{config.key}"
-        measured = measured_metrics(exp, config)
-        predicted = {
-            c[: -len(".predicted")]: float(row[c]) for c in row.index if c.endswith(".predicted")
-        }
         if not (directory / "model_card.json").exists():
-            recalibrate_bn(supernet, config, calib_x)
+            test_top1 = evaluate_accuracy(
+                supernet, config, data, split="test", n_calib=n_calib
+            )  # re-calibrates BN on the calib split, as export needs
+            n_test = int(data.sizes()["test"])
+            accuracy = {
+                "selection_split": spec.measure.eval_split,
+                "splits": data.split_note,
+                spec.measure.eval_split: accuracy_interval(
+                    round(subnet.metrics[ACCURACY_METRIC] * n_val / 100.0), n_val
+                ),
+                "test": accuracy_interval(round(test_top1 * n_test), n_test),
+            }
+            measured = {k: v for k, v in subnet.metrics.items() if _is_reported(k)}
+            measured[TEST_ACCURACY_METRIC] = 100.0 * test_top1
             export_subnet(
                 supernet,
                 config,
                 directory,
                 measured=measured,
-                predicted=predicted if spec.search.use_predictors else {},
+                predicted=predicted_by_key.get(config.key, {}),
                 onnx=spec.export.onnx,
+                preprocessing=(
+                    data.preprocessing.to_dict() if data.preprocessing is not None else None
+                ),
                 extra={
                     "experiment": spec.name,
                     "seed": spec.seed,
+                    "accuracy": accuracy,
                     "supernet_checkpoint": str(checkpoint),
                     "supernet_checkpoint_sha256": checkpoint_hash,
-                    "bn_recalibration": {"split": "calib", "images": len(calib_x)},
+                    "bn_recalibration": {"split": "calib", "images": n_calib},
                     "hardware_targets": [dataclasses.asdict(t) for t in exp.measured_targets],
                     "objectives": [o.key for o in exp.problem.objectives],
+                    "constraints": list(spec.search.constraints),
+                    "front": {
+                        "measured_subnets": len(subnets),
+                        "non_dominated": len(front),
+                        "rule": "non-dominated among every measured subnet of the run, "
+                        "constraints on measured values",
+                    },
                 },
             )
         card = read_card(directory)
-        rows.append(
-            {
-                "subnet": directory.name,
-                "config_key": config.key,
-                **{
-                    f"{k}.measured": v
-                    for k, v in card["metrics"]["measured"].items()
-                    if _is_reported(k)
-                },
-                **{f"{k}.predicted": v for k, v in card["metrics"]["predicted"].items()},
-            }
-        )
+        rows.append(_front_row(directory, card))
     table = pd.DataFrame(rows)
     table.to_csv(out / "front.csv", index=False)
-    _plot_front(exp, front, out / "pareto.png")
+    _plot_front(exp, subnets, front, search_front, out / "pareto.png")
     archive = [
         {
-            "config": cfg.to_dict(),
-            "metrics": {k: v for k, v in measured_metrics(exp, cfg).items() if _is_reported(k)},
+            "config": s.config.to_dict(),
+            "metrics": {k: v for k, v in s.metrics.items() if _is_reported(k)},
         }
-        for cfg, _ in _front_configs(exp, front)
+        for s in front
     ]
     bundle = _load_bundle(exp)
     Predictors([bundle[n] for n in bundle.names], archive=archive).save(
         exp.stage_dir("predictors") / "bundle"
     )
-    return {"n_exported": len(rows), "front_csv": str(out / "front.csv")}
+    return {
+        "n_exported": len(rows),
+        "n_measured": len(subnets),
+        "n_non_dominated": len(front),
+        "front_csv": str(out / "front.csv"),
+    }
+
+
+def _predicted_rows(search_front: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """Predicted metrics of the search front, by config key."""
+    out: dict[str, dict[str, float]] = {}
+    for _, row in search_front.iterrows():
+        out[str(row["config_key"])] = {
+            c[: -len(".predicted")]: float(row[c]) for c in row.index if c.endswith(".predicted")
+        }
+    return out
+
+
+def _front_row(directory: Path, card: Mapping[str, Any]) -> dict[str, Any]:
+    """One row of ``export/front.csv``: measured, test and predicted metrics of a card."""
+    accuracy = card.get("accuracy", {})
+    selection = accuracy.get("selection_split", "val")
+    row: dict[str, Any] = {"subnet": directory.name, "config_key": card["config_key"]}
+    row.update({f"{k}.measured": v for k, v in card["metrics"]["measured"].items()})
+    for split in (selection, "test"):
+        if split in accuracy:
+            row[f"top1_{split}.n_images"] = accuracy[split]["n_images"]
+            row[f"top1_{split}.ci95_low"] = accuracy[split]["ci95"][0]
+            row[f"top1_{split}.ci95_high"] = accuracy[split]["ci95"][1]
+    row.update({f"{k}.predicted": v for k, v in card["metrics"]["predicted"].items()})
+    return row
 
 
 def _is_reported(key: str) -> bool:
     metric = key.split("@", 1)[0]
-    return metric in (ACCURACY_METRIC, LATENCY_METRIC, *COST_METRICS)
+    return metric in (ACCURACY_METRIC, TEST_ACCURACY_METRIC, LATENCY_METRIC, *COST_METRICS)
 
 
 def _checkpoint_hash(checkpoint: Path) -> str:
@@ -539,46 +731,47 @@ def _checkpoint_hash(checkpoint: Path) -> str:
     return digest.hexdigest()
 
 
-def _plot_front(exp: ResolvedExperiment, front: pd.DataFrame, path: Path) -> None:
-    """Measured data set (grey), measured front (line) and predicted points (crosses)."""
+def _plot_front(
+    exp: ResolvedExperiment,
+    subnets: Sequence[MeasuredSubnet],
+    front: Sequence[MeasuredSubnet],
+    search_front: pd.DataFrame,
+    path: Path,
+) -> None:
+    """Measured subnets (points), their non-dominated set (staircase), predicted front (×)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     obj = exp.problem.objectives
-    x_key, y_key = obj[1].key, obj[0].key
-    store = _measured_store(exp)
-    rows = []
-    for record in store.evaluations(target=NO_TARGET):
-        m = measured_metrics(exp, record.config)
-        if x_key in m and y_key in m:
-            rows.append((m[x_key], m[y_key]))
+    x_obj, y_obj = obj[1], obj[0]
     fig, ax = plt.subplots(figsize=(6, 4.5))
-    if rows:
-        xs, ys = zip(*rows, strict=True)
-        ax.scatter(xs, ys, s=10, color="lightgrey", label="measured subnets")
-    if len(front):
-        f = front.sort_values(f"{x_key}.measured")
-        ax.plot(
-            f[f"{x_key}.measured"],
-            f[f"{y_key}.measured"],
-            "o-",
-            color="C0",
-            label="front (measured)",
+    points = [
+        (s.metrics[x_obj.key], s.metrics[y_obj.key]) for s in subnets if x_obj.key in s.metrics
+    ]
+    if points:
+        xs, ys = zip(*points, strict=True)
+        ax.scatter(xs, ys, s=10, color="lightgrey", label=f"measured subnets ({len(points)})")
+    if front:
+        f = sorted(front, key=lambda s: x_obj.sign * s.metrics[x_obj.key])
+        fx = [s.metrics[x_obj.key] for s in f]
+        fy = [s.metrics[y_obj.key] for s in f]
+        ax.step(fx, fy, where="post", color="C0", lw=1.2)
+        ax.scatter(fx, fy, s=22, color="C0", zorder=3, label=f"measured front ({len(f)})")
+    predicted_x, predicted_y = f"{x_obj.key}.predicted", f"{y_obj.key}.predicted"
+    if exp.spec.search.use_predictors and {predicted_x, predicted_y} <= set(search_front):
+        ax.scatter(
+            search_front[predicted_x],
+            search_front[predicted_y],
+            marker="x",
+            color="C1",
+            label="searched front (predicted values)",
         )
-        if f"{x_key}.predicted" in f and exp.spec.search.use_predictors:
-            ax.scatter(
-                f[f"{x_key}.predicted"],
-                f[f"{y_key}.predicted"],
-                marker="x",
-                color="C1",
-                label="front (predicted)",
-            )
-    ax.set_xlabel(x_key)
-    ax.set_ylabel(y_key)
-    ax.set_title(f"{exp.spec.name}: Pareto front on {exp.space.name}")
-    ax.legend()
+    ax.set_xlabel(f"{x_obj.key} ({x_obj.direction})")
+    ax.set_ylabel(f"{y_obj.key} ({y_obj.direction}), {exp.spec.measure.eval_split} split")
+    ax.set_title(f"{exp.spec.name}: measured Pareto front on {exp.space.name}")
+    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -620,7 +813,10 @@ def run_experiment(
         start = time.perf_counter()
         exp.stage_dir(stage).mkdir(parents=True, exist_ok=True)
         log(f"[{stage}] running")
-        info = STAGE_FUNCTIONS[stage](ctx)
+        with tally_noisy_latency() as noise:
+            info = STAGE_FUNCTIONS[stage](ctx)
+        if noise.line(stage):
+            log(noise.line(stage))
         mark_done(exp, stage, {**info, "seconds": time.perf_counter() - start})
         log(f"[{stage}] finished in {time.perf_counter() - start:.1f} s")
     return exp

@@ -55,17 +55,23 @@ def measure_configs(
     target: str,
     store: ResultStore,
     executor: Executor | None = None,
+    progress: Callable[[int], object] | None = None,
 ) -> list[Evaluation]:
     """Evaluate the configs not yet in ``store`` for ``target`` and append them; return all.
 
-    Re-running after an interruption evaluates only what is missing (resume by the store).
+    Each evaluation is appended as soon as it finishes, so an interruption loses only the
+    evaluations in flight; re-running evaluates only what is missing (resume by the store).
+    ``progress`` (e.g. a tqdm bar's ``update``) is called with 1 per finished evaluation.
     """
     todo = [c for c in configs if store.get(c, target) is None]
-    results = (executor or LocalExecutor()).map(evaluate, todo)
-    store.extend(
-        Evaluation(config=c, target=target, metrics={k: float(v) for k, v in m.items()})
-        for c, m in zip(todo, results, strict=True)
-    )
+
+    def record(index: int, metrics: Mapping[str, float]) -> None:
+        values = {k: float(v) for k, v in metrics.items()}
+        store.append(Evaluation(config=todo[index], target=target, metrics=values))
+        if progress is not None:
+            progress(1)
+
+    (executor or LocalExecutor()).map(evaluate, todo, on_result=record)
     evaluations = [store.get(c, target) for c in configs]
     return [e for e in evaluations if e is not None]
 

@@ -27,6 +27,38 @@ def _finite_or_nan(value: float) -> float:
     return float(value) if np.isfinite(value) else math.nan
 
 
+def _json_value(value: object) -> object:
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, tuple):
+        return [_json_value(v) for v in value]
+    return value
+
+
+def _tau_interval(true: np.ndarray, pred: np.ndarray) -> tuple[float, float]:
+    """95 % percentile-bootstrap interval of Kendall τ (scipy, 999 paired resamples, seeded)."""
+    from scipy.stats import bootstrap
+
+    if len(true) < 4:
+        return (math.nan, math.nan)
+
+    def tau(a: np.ndarray, b: np.ndarray) -> float:
+        value = kendalltau(a, b).statistic
+        return float(value) if np.isfinite(value) else 0.0
+
+    result = bootstrap(
+        (true, pred),
+        tau,
+        paired=True,
+        vectorized=False,
+        n_resamples=999,
+        method="percentile",
+        confidence_level=0.95,
+        rng=np.random.default_rng(0),
+    )
+    return (float(result.confidence_interval.low), float(result.confidence_interval.high))
+
+
 @dataclass(frozen=True)
 class QualityReport:
     """Held-out quality of one predictor.
@@ -42,6 +74,10 @@ class QualityReport:
         n_mape_excluded: Held-out samples left out of MAPE and ``within_10pct`` (e.g. near-zero
             truths where a percentage is meaningless); rank metrics use all samples.
         metric: Name of the predicted metric, e.g. ``"latency_ms@cpu_fp32"``.
+        kendall_tau_ci95: 95 % percentile-bootstrap interval of τ over the held-out pairs
+            (999 paired resamples, seeded): how far τ may be from its value at this ``n_test``.
+        within_10pct_trivial: The held-out values span less than ±10 % of their mean, so even a
+            constant prediction lands within ±10 %; ``within_10pct`` is then not reported.
     """
 
     kendall_tau: float
@@ -53,6 +89,26 @@ class QualityReport:
     n_test: int
     n_mape_excluded: int = 0
     metric: str = ""
+    kendall_tau_ci95: tuple[float, float] = (math.nan, math.nan)
+    within_10pct_trivial: bool = False
+
+    @property
+    def tau_includes_chance(self) -> bool:
+        """The τ interval includes 0: the ranking is not shown to beat chance."""
+        low, high = self.kendall_tau_ci95
+        return math.isnan(low) or low <= 0.0 <= high
+
+    def chance_warning(self) -> str | None:
+        """One line saying the ranking is noise, or ``None`` when its interval excludes 0."""
+        if not self.tau_includes_chance:
+            return None
+        low, high = self.kendall_tau_ci95
+        return (
+            f"warning: predictor {self.metric or '?'} ranks no better than chance on "
+            f"{self.n_test} held-out subnets (Kendall tau {self.kendall_tau:.2f}, 95 % interval "
+            f"[{low:.2f}, {high:.2f}] includes 0); measure more subnets (measure.n_samples) or "
+            "use a task whose subnets differ more"
+        )
 
     @classmethod
     def from_predictions(  # noqa: D417
@@ -96,8 +152,13 @@ class QualityReport:
         else:
             mape, within = math.nan, math.nan
         constant = np.ptp(true) == 0 or np.ptp(pred) == 0  # rank correlations undefined
+        trivial = bool(np.ptp(true) < 0.2 * np.abs(true).mean())
+        if trivial:
+            within = math.nan
         return cls(
             kendall_tau=math.nan if constant else _finite_or_nan(kendalltau(true, pred).statistic),
+            kendall_tau_ci95=(math.nan, math.nan) if constant else _tau_interval(true, pred),
+            within_10pct_trivial=trivial,
             spearman=math.nan if constant else _finite_or_nan(spearmanr(true, pred).statistic),
             mape=mape,
             rmse=float(root_mean_squared_error(true, pred)),
@@ -111,10 +172,7 @@ class QualityReport:
     # -- serialisation ---------------------------------------------------------------------------
     def to_dict(self) -> dict[str, object]:
         """JSON-ready dict; NaN becomes ``None``."""
-        return {
-            k: (None if isinstance(v, float) and math.isnan(v) else v)
-            for k, v in asdict(self).items()
-        }
+        return {k: _json_value(v) for k, v in asdict(self).items()}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, object]) -> QualityReport:
@@ -124,6 +182,11 @@ class QualityReport:
         if unknown:
             raise ConfigError(f"quality report key {unknown[0]!r} is not one of {allowed}")
         values = {k: (math.nan if v is None else v) for k, v in data.items()}
+        if "kendall_tau_ci95" in values:
+            values["kendall_tau_ci95"] = tuple(
+                math.nan if v is None else float(v)
+                for v in values["kendall_tau_ci95"]  # type: ignore[union-attr]
+            )
         return cls(**values)  # type: ignore[arg-type]
 
     def save(self, path: str | os.PathLike[str]) -> Path:
@@ -145,6 +208,7 @@ _COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("n_train", "n_train", "{:d}"),
     ("n_test", "n_test", "{:d}"),
     ("kendall_tau", "kendall_tau", "{:.4f}"),
+    ("kendall_tau_ci95", "tau_95%_interval", "[{:.2f}, {:.2f}]"),
     ("spearman", "spearman", "{:.4f}"),
     ("mape", "MAPE_%", "{:.2f}"),
     ("rmse", "RMSE", "{:.4g}"),
@@ -162,7 +226,11 @@ def format_table(reports: Sequence[QualityReport], *, labels: Sequence[str] | No
             value = getattr(report, key)
             if key == "mape":
                 value = value * 100
-            if isinstance(value, float) and math.isnan(value):
+            if key == "within_10pct" and report.within_10pct_trivial:
+                row.append("n/a (range < ±10 %)")
+            elif isinstance(value, tuple):
+                row.append("n/a" if any(math.isnan(v) for v in value) else fmt.format(*value))
+            elif isinstance(value, float) and math.isnan(value):
                 row.append("nan")
             else:
                 row.append(fmt.format(value))

@@ -8,14 +8,15 @@ from typing import Any
 
 from nas.errors import ConfigError, IncompatibleArtifactError, format_choice_error
 from nas.space import SearchSpace
-from search_spaces import mobilenet_like, nas_bench_201, tiny_cnn
+from search_spaces import fashion_cnn, mobilenet_like, nas_bench_201, tiny_cnn
 
 REGISTRY: dict[str, Callable[..., SearchSpace]] = {
+    "fashion_cnn": fashion_cnn.build,
     "tiny_cnn": tiny_cnn.build,
     "mobilenet_like": mobilenet_like.build,
     "nas_bench_201": nas_bench_201.build,
 }
-SUPERNET_SPACES: tuple[str, ...] = ("tiny_cnn", "mobilenet_like")
+SUPERNET_SPACES: tuple[str, ...] = ("fashion_cnn", "tiny_cnn", "mobilenet_like")
 
 
 def names() -> list[str]:

@@ -12,5 +12,16 @@ R = TypeVar("R")
 class LocalExecutor:
     """``[fn(x) for x in items]``."""
 
-    def map(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
-        return [fn(x) for x in items]
+    def map(
+        self,
+        fn: Callable[[T], R],
+        items: Sequence[T],
+        *,
+        on_result: Callable[[int, R], None] | None = None,
+    ) -> list[R]:
+        results = []
+        for i, x in enumerate(items):
+            results.append(fn(x))
+            if on_result is not None:
+                on_result(i, results[-1])
+        return results

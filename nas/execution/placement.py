@@ -117,7 +117,13 @@ class NodeExclusiveExecutor:
         """The executor that measures latency on ``target``'s machines."""
         return cls(resources=target.ray_resources, address=address)
 
-    def map(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
+    def map(
+        self,
+        fn: Callable[[T], R],
+        items: Sequence[T],
+        *,
+        on_result: Callable[[int, R], None] | None = None,
+    ) -> list[R]:
         ensure_ray(self.address)
         check_resources(self.resources)
         if not items:
@@ -146,6 +152,8 @@ class NodeExclusiveExecutor:
             index, node = pending.pop(done[0])
             results[index] = ray.get(done[0])
             free.append(node)
+            if on_result is not None:
+                on_result(index, results[index])  # type: ignore[arg-type]
         return results  # type: ignore[return-value]
 
 

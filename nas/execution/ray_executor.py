@@ -38,8 +38,17 @@ class RayExecutor:
         self.address = address
         self.max_in_flight = max_in_flight
 
-    def map(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
-        """Run ``fn`` on every item as Ray tasks; a missing node resource raises before any."""
+    def map(
+        self,
+        fn: Callable[[T], R],
+        items: Sequence[T],
+        *,
+        on_result: Callable[[int, R], None] | None = None,
+    ) -> list[R]:
+        """Run ``fn`` on every item as Ray tasks; a missing node resource raises before any.
+
+        ``on_result(index, result)`` runs here as each task finishes, in completion order.
+        """
         ensure_ray(self.address)
         check_resources(self.resources)
         if not items:
@@ -49,12 +58,19 @@ class RayExecutor:
         # deserializes ``fn`` (often a whole supernet) once, not once per item.
         fn_ref = [ray.put(fn)]
         limit = self.max_in_flight or len(items)
-        refs: list[ray.ObjectRef] = []
-        for i, item in enumerate(items):
-            if i >= limit:
-                ray.wait(refs[i - limit : i], num_returns=1)
-            refs.append(remote_fn.remote(fn_ref, item))
-        return list(ray.get(refs))
+        results: list[object] = [None] * len(items)
+        pending: dict[ray.ObjectRef, int] = {}
+        next_item = 0
+        while next_item < len(items) or pending:
+            while next_item < len(items) and len(pending) < limit:
+                pending[remote_fn.remote(fn_ref, items[next_item])] = next_item
+                next_item += 1
+            done, _ = ray.wait(list(pending), num_returns=1)
+            index = pending.pop(done[0])
+            results[index] = ray.get(done[0])
+            if on_result is not None:
+                on_result(index, results[index])  # type: ignore[arg-type]
+        return results  # type: ignore[return-value]
 
 
 _FUNCTIONS: OrderedDict[str, Callable[..., object]] = OrderedDict()

@@ -10,7 +10,7 @@ node-exclusive (``nas.execution.placement.NodeExclusiveExecutor``).
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import torch
@@ -112,12 +112,14 @@ def measure_configs(
     protocol: LatencyProtocol | None = None,
     seed: int = 0,
     executor: Executor | None = None,
+    progress: Callable[[int], object] | None = None,
 ) -> list[Evaluation]:
     """Measured evaluations of ``configs`` on ``target``, in input order, recorded in ``store``.
 
     Configs with a measured record for ``target`` in the store are not measured again. Without
     an executor, configs are measured here one after another and each record is appended as
-    soon as it exists; with one, the new records are appended when the map returns.
+    soon as it exists; with one, each record is appended as its call finishes. ``progress``
+    (e.g. a tqdm bar's ``update``) is called with 1 per finished measurement.
     """
     space = supernet.space
     configs = [space.validate(c) for c in configs]
@@ -128,11 +130,17 @@ def measure_configs(
     measure = functools.partial(
         measure_config, supernet, target=target, protocol=protocol, seed=seed
     )
+
+    def record(_: int, evaluation: Evaluation) -> None:
+        store.append(evaluation)
+        if progress is not None:
+            progress(1)
+
     if executor is None:
-        for c in todo.values():
-            store.append(measure(c))
+        for i, c in enumerate(todo.values()):
+            record(i, measure(c))
     else:
-        store.extend(executor.map(measure, list(todo.values())))
+        executor.map(measure, list(todo.values()), on_result=record)
     results = [store.get(c, target.name) for c in configs]
     return [r for r in results if r is not None]
 

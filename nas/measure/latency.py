@@ -43,7 +43,16 @@ from nas.static import FakeQuantize
 
 
 class NoisyMeasurementWarning(RuntimeWarning):
-    """A latency measurement's coefficient of variation exceeded the protocol's threshold."""
+    """A latency measurement's coefficient of variation exceeded the protocol's threshold.
+
+    ``cv`` and ``limit`` travel with the warning so a caller can tally a whole stage's noise
+    into one line (:mod:`nas.console`).
+    """
+
+    def __init__(self, message: str, *, cv: float = float("nan"), limit: float = 0.1) -> None:
+        super().__init__(message)
+        self.cv = cv
+        self.limit = limit
 
 
 @dataclass(frozen=True)
@@ -115,9 +124,12 @@ def summarize_latency(
     noisy = cv > protocol.noise_cv
     if noisy:
         warnings.warn(
-            f"latency on {target!r} is noisy: cv={cv:.3f} > noise_cv={protocol.noise_cv} "
-            f"(median {median:.3f} ms over {ms.size} runs); other load on this machine?",
-            NoisyMeasurementWarning,
+            NoisyMeasurementWarning(
+                f"latency on {target!r} is noisy: cv={cv:.3f} > noise_cv={protocol.noise_cv} "
+                f"(median {median:.3f} ms over {ms.size} runs); other load on this machine?",
+                cv=cv,
+                limit=protocol.noise_cv,
+            ),
             stacklevel=2,
         )
     return LatencyResult(

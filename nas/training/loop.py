@@ -292,7 +292,8 @@ def format_epoch_line(row: Mapping[str, Any], epochs: int) -> str:
     """The per-epoch progress line."""
     return (
         f"epoch {int(row['epoch']) + 1}/{epochs} [{row['phase']}] "
-        f"loss {row['loss_largest']:.3f}/{row['loss_students']:.3f} "
+        f"loss: largest (labels) {row['loss_largest']:.3f}, students (mean, distillation×T² "
+        f"+ labels mix) {row['loss_students']:.3f} | "
         f"top1 largest {row['top1_largest']:.1f}% smallest {row['top1_smallest']:.1f}% "
         f"random {row['top1_random']:.1f}% | {row['samples_per_s']:.0f} img/s, "
         f"{row['train_seconds']:.1f} s"
