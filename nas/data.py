@@ -48,6 +48,12 @@ class Preprocessing:
         std = torch.tensor(self.std, dtype=raw.dtype).view(1, -1, 1, 1)
         return (raw - mean) / std
 
+    def denormalise(self, x: Tensor) -> Tensor:
+        """Raw pixels from model inputs (the inverse of :meth:`normalise`)."""
+        mean = torch.tensor(self.mean, dtype=x.dtype).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, dtype=x.dtype).view(1, -1, 1, 1)
+        return x * std + mean
+
     def to_dict(self) -> dict[str, object]:
         return {
             "formula": "(raw - mean) / std, per channel",

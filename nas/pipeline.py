@@ -403,6 +403,8 @@ def run_predictors(ctx: RunContext) -> dict[str, Any]:
         report = fit.predictor.quality
         reports[fit.predictor.name] = report.to_dict()
         ctx.log(report.to_table())
+        if report.chance_warning() is not None:
+            ctx.log(report.chance_warning())
         _plot_predictions(fit, exp.stage_dir("predictors") / f"{_safe(fit.predictor.name)}.png")
     write_json_atomic(exp.stage_dir("predictors") / "quality.json", reports)
     return {"bundle": str(out), "quality": reports}
@@ -634,6 +636,7 @@ def run_export(ctx: RunContext) -> dict[str, Any]:
             }
             measured = {k: v for k, v in subnet.metrics.items() if _is_reported(k)}
             measured[TEST_ACCURACY_METRIC] = 100.0 * test_top1
+            measured.update(_deployed_accuracy(ctx, config, n_calib))
             export_subnet(
                 supernet,
                 config,
@@ -683,6 +686,23 @@ def run_export(ctx: RunContext) -> dict[str, Any]:
         "n_measured": len(subnets),
         "n_non_dominated": len(front),
         "front_csv": str(out / "front.csv"),
+    }
+
+
+def _deployed_accuracy(ctx: RunContext, config: SubnetConfig, n_calib: int) -> dict[str, float]:
+    """``top1_test@<target>``: test accuracy of the model each measured target deploys.
+
+    Runs right after the supernet's test evaluation, so BN statistics are this subnet's.
+    """
+    from nas.measure.deployed_accuracy import deployed_top1
+
+    module = ctx.supernet.export(config).eval()
+    calib_x, _ = ctx.data.tensors("calib")
+    x, y = ctx.data.tensors("test")
+    return {
+        f"{TEST_ACCURACY_METRIC}@{t.name}": 100.0
+        * deployed_top1(module, t, calib_x=calib_x[:n_calib], x=x, y=y)
+        for t in ctx.exp.measured_targets
     }
 
 

@@ -56,7 +56,7 @@ BAD_SPECS: list[tuple[str, str, list[str]]] = [
     (
         "space-vs-data",
         '[space]\nname = "tiny_cnn"\noptions = { in_channels = 3 }',
-        ["'digits'", "1 channels", "3 channels", "in_channels"],
+        ["'fashion_mnist'", "1 channels", "3 channels", "in_channels"],
     ),
     ("data-kind", '[data]\nkind = "imagenet"', ["data.kind='imagenet'", "digits", "npz"]),
     ("data-path", '[data]\nkind = "npz"\npath = "{tmp}/missing.npz"', ["data.path=", "missing"]),
@@ -67,8 +67,8 @@ BAD_SPECS: list[tuple[str, str, list[str]]] = [
     ),
     (
         "measure-split",
-        '[measure]\neval_split = "train"',
-        ["measure.eval_split='train'", "val", "test"],
+        '[measure]\neval_split = "test"',
+        ["measure.eval_split='test'", "val"],
     ),
     (
         "objective-target",

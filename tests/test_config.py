@@ -54,7 +54,7 @@ def test_unknown_top_level_key() -> None:
         ({"predictors": {"kind": "xgboost"}}, ["predictors.kind='xgboost'", "gbr"]),
         ({"predictors": {"test_fraction": 1.5}}, ["predictors.test_fraction=1.5"]),
         ({"measure": {"targets": []}}, ["measure.targets"]),
-        ({"measure": {"eval_split": "train"}}, ["measure.eval_split='train'", "val", "test"]),
+        ({"measure": {"eval_split": "test"}}, ["measure.eval_split='test'", "val"]),
         ({"measure": {"n_samples": -3}}, ["measure.n_samples=-3"]),
         ({"ray": {"num_workers": 0}}, ["ray.num_workers=0"]),
         ({"export": {"max_subnets": 0}}, ["export.max_subnets=0"]),

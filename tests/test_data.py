@@ -55,5 +55,7 @@ def test_image_folder_loader(tmp_path: Path) -> None:
 
 
 def test_unknown_data_kind_names_allowed() -> None:
-    with pytest.raises(ConfigError, match=r"data.kind='imagenet' is not one of \['digits'"):
+    with pytest.raises(
+        ConfigError, match=r"data.kind='imagenet' is not one of \['fashion_mnist', 'digits', 'idx'"
+    ):
         load_data("imagenet")

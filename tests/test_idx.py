@@ -48,7 +48,7 @@ def test_bad_magic_names_the_file(tmp_path: Path) -> None:
 
 def test_labels_file_passed_as_images_is_refused(tmp_path: Path) -> None:
     _write(tmp_path, _labels(5), _labels(5))
-    with pytest.raises(ConfigError, match="train-images-idx3-ubyte.gz.*expected 2051"):
+    with pytest.raises(ConfigError, match=r"train-images-idx3-ubyte.gz.*expected 2051"):
         read_idx_split(tmp_path, "train")
 
 
@@ -93,7 +93,7 @@ def test_checksum_mismatch_names_the_file(tmp_path: Path) -> None:
     (tmp_path / "a.gz").write_bytes(b"abc")
     with pytest.raises(ConfigError, match=r"a.gz.*SHA-256"):
         verify_checksums(tmp_path, {"a.gz": "0" * 64})
-    with pytest.raises(ConfigError, match="b.gz.*missing"):
+    with pytest.raises(ConfigError, match=r"b.gz.*missing"):
         verify_checksums(tmp_path, {"b.gz": "0" * 64})
 
 
@@ -110,5 +110,5 @@ def test_idx_folder_splits_and_keeps_the_official_test_set(tmp_path: Path) -> No
     # same seed, same split; the held-out parts do not overlap the training part
     again = load_idx_data(tmp_path, sizes=IdxSplitSizes(val=12, calib=6, train=30), seed=3)
     np.testing.assert_array_equal(again.x["val"].numpy(), data.x["val"].numpy())
-    with pytest.raises(ConfigError, match="data.val_size=58"):
+    with pytest.raises(ConfigError, match=r"data.val_size=58"):
         load_idx_data(tmp_path, sizes=IdxSplitSizes(val=58, calib=6))

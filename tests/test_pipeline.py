@@ -31,6 +31,7 @@ from nas.results import ResultStore
 from nas.space import SearchSpace
 from nas.subnet import SubnetConfig
 from nas.training.sampling import dimension_kind
+from tests.front_checks import check_exported_front
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -212,20 +213,27 @@ def _check_exports(exp: ResolvedExperiment, front: pd.DataFrame) -> None:
     data = RunContext(exp).data
     calib_x, _ = data.tensors("calib")
     calib_x = calib_x[: spec.measure.calib_images]
-    x, _ = data.tensors("test")
+    x, y = data.tensors("test")
 
+    check_exported_front(
+        exp.root,
+        [("top1", "max"), ("latency_ms@cpu_fp32", "min")],
+        targets=["cpu_fp32"],
+        max_subnets=spec.export.max_subnets,
+    )
     directories = exported_paths(export_dir)
-    n_on_front = int(front["measured_on_front"].astype(bool).sum())
-    assert len(directories) == min(spec.export.max_subnets, n_on_front)
     by_key = front.set_index("config_key")
     store = ResultStore(exp.stage_dir("measure") / "results.jsonl")
+    final = ResultStore(export_dir / "latency.jsonl")
     versions = library_versions()
+    assert data.preprocessing is not None
+    raw_x = data.preprocessing.denormalise(x).round()  # the digits' integer pixels, 0..16
     for directory in directories:
         card = read_card(directory)
         config = exp.space.validate(card["config"])
         assert card["config_key"] == config.key
         assert directory.name.endswith(config.key)
-        assert bool(by_key.loc[config.key, "measured_on_front"])
+        assert card["preprocessing"]["raw_range"] == [0.0, 16.0]
 
         # the exported module equals the supernet's subnet after BN re-calibration
         model = load_exported(directory)
@@ -236,19 +244,32 @@ def _check_exports(exp: ResolvedExperiment, front: pd.DataFrame) -> None:
             expected = supernet(x, config)
             got = model(x)
         torch.testing.assert_close(got, expected)
-        _check_onnx(directory / "model.onnx", x, expected, _onnx_max_rel_diff(exp.space, config))
+        # the ONNX graph takes raw pixels: the normalisation travels inside it
+        _check_onnx(
+            directory / "model.onnx", raw_x, expected, _onnx_max_rel_diff(exp.space, config)
+        )
 
-        # the card: measured (= the store) and predicted (= the search) metrics, provenance
+        # the card: measured (= the stores) and predicted (= the search) metrics, provenance
         measured = card["metrics"]["measured"]
-        assert {"top1", "latency_ms@cpu_fp32", "params_m", "macs_m"} <= set(measured)
+        assert {"top1", "top1_test", "latency_ms@cpu_fp32", "params_m", "macs_m"} <= set(measured)
         accuracy = store.get(config, "any")
-        latency = store.get(config, "cpu_fp32")
+        latency = final.get(config, "cpu_fp32")  # re-measured beside the other contenders
         assert accuracy is not None and latency is not None
         assert measured["top1"] == pytest.approx(accuracy.metrics["top1"])
         assert measured["latency_ms@cpu_fp32"] == pytest.approx(latency.metrics["latency_ms"])
-        for key, value in card["metrics"]["predicted"].items():
-            assert value == pytest.approx(by_key.loc[config.key, f"{key}.predicted"])
-        assert set(card["metrics"]["predicted"]) >= {"top1", "latency_ms@cpu_fp32"}
+        test_top1 = 100.0 * float((expected.argmax(1) == y).float().mean())
+        assert measured["top1_test"] == pytest.approx(test_top1)
+        n_test, n_val = len(y), data.sizes()["val"]
+        report = card["accuracy"]
+        assert report["selection_split"] == "val"
+        assert report["test"]["n_images"] == n_test and report["val"]["n_images"] == n_val
+        assert report["test"]["top1"] == pytest.approx(test_top1)
+        low, high = report["test"]["ci95"]
+        assert low < test_top1 < high or test_top1 in (0.0, 100.0)
+        assert report["val"]["top1"] == pytest.approx(measured["top1"])
+        if config.key in by_key.index:
+            for key, value in card["metrics"]["predicted"].items():
+                assert value == pytest.approx(by_key.loc[config.key, f"{key}.predicted"])
         assert card["supernet_checkpoint"] == str(checkpoint)
         assert card["supernet_checkpoint_sha256"] == _checkpoint_sha256(checkpoint)
         assert card["weights_sha256"] == file_sha256(directory / "model.safetensors")
@@ -259,7 +280,8 @@ def _check_exports(exp: ResolvedExperiment, front: pd.DataFrame) -> None:
 
     table = pd.read_csv(export_dir / "front.csv")
     assert sorted(table["subnet"]) == [d.name for d in directories]
-    assert {"top1.measured", "latency_ms@cpu_fp32.measured", "top1.predicted"} <= set(table)
+    assert {"top1.measured", "top1_test.measured", "latency_ms@cpu_fp32.measured"} <= set(table)
+    assert {"top1_test.ci95_low", "top1_test.n_images"} <= set(table)
     png = (export_dir / "pareto.png").read_bytes()
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 1000
 
