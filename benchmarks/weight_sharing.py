@@ -72,7 +72,13 @@ from nas.supernet import Supernet
 from nas.training.augment import augment_batch
 from nas.training.checkpoint import load_supernet
 from nas.training.config import TrainConfig
-from nas.training.loop import epoch_loader, make_optimizer, make_scheduler, steps_per_epoch
+from nas.training.loop import (
+    epoch_loader,
+    make_optimizer,
+    make_scheduler,
+    steps_per_epoch,
+    train_epoch,
+)
 from nas.training.step import SandwichObjective, sandwich_backward
 
 TARGET = {
@@ -555,6 +561,40 @@ def supernet_training_cost(run: Run) -> dict[str, float]:
     }
 
 
+def supernet_epoch_cost(
+    space: SearchSpace, data: ImageData, recipe: TrainConfig, *, epochs: int
+) -> dict[str, float]:
+    """CPU-seconds of the run's sandwich training, re-measured here from one epoch (one thread).
+
+    The run records wall time under whatever else the machine was running; this repeats its
+    first epoch (the same batches and sampled subnets, fresh weights: a step's cost does not
+    depend on them) under ``time.process_time``, the counter the family is measured with, and
+    multiplies it by the ``epochs`` the run trained.
+    """
+    torch.manual_seed(recipe.seed)
+    model = Supernet(space)
+    optimizer = make_optimizer(model, recipe)
+    scheduler = make_scheduler(optimizer, recipe, steps_per_epoch(data, recipe))
+    cpu, wall = time.process_time(), time.perf_counter()
+    train_epoch(
+        SandwichObjective(model),
+        epoch_loader(data, recipe, 0),
+        space=space,
+        config=recipe,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        epoch=0,
+        start_step=0,
+    )
+    epoch_cpu = time.process_time() - cpu
+    return {
+        "epoch_cpu_s": epoch_cpu,
+        "epoch_wall_s": time.perf_counter() - wall,
+        "epochs": epochs,
+        "cpu_s": epoch_cpu * epochs,
+    }
+
+
 # -- output --------------------------------------------------------------------------------------
 def markdown(frame: pd.DataFrame, digits: int = 2) -> str:
     """A markdown table (floats with ``digits`` decimals)."""
@@ -636,6 +676,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         f" seed {recipe.seed}; labels only"
     )
 
+    # everything from the run is read now, before the trainings (a rerun may replace it)
+    supernet, _ = load_supernet(run.checkpoint, space=space)
+    supernet.eval()
+    supernet_cost = supernet_training_cost(run)
     subnets = choose_subnets(run, settings.subnets)
     family = family_configs(space, settings.family)
     cards = front_cards(run)
@@ -661,9 +705,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         flush=True,
     )
     trained = train_all(list(jobs.values()), workers=settings.jobs)
+    print("re-measuring one epoch of the run's supernet training", flush=True)
+    supernet_remeasured = supernet_epoch_cost(
+        space, data, run.recipe, epochs=int(supernet_cost["epochs"])
+    )
 
-    supernet, _ = load_supernet(run.checkpoint, space=space)
-    supernet.eval()
     everything = {c.key: c for _, c in [*subnets, *family]} | {c.key: c for c in front}
     sn_top1 = dict(
         zip(
@@ -746,7 +792,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         ]
     )
     hv = hypervolumes({"front": front_frame, "family": family_frame}, REFERENCE_POINT)
-    supernet_cost = supernet_training_cost(run)
     family_cpu = float(family_frame["train CPU-s"].sum())
     family_wall = float(family_frame["train wall-s"].sum())
 
@@ -772,12 +817,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "hypervolume": hv,
         "reference_point": list(REFERENCE_POINT),
         "supernet_training": supernet_cost,
+        "supernet_training_remeasured": supernet_remeasured,
         "family_training": {"cpu_s": family_cpu, "wall_s": family_wall, "threads": 1},
         "goals": {
             "mean_gap_within_1pp": abs(summary["mean_gap_pp"]) <= GOAL_GAP_PP,
             "kendall_tau_ge_0.7": summary["kendall_tau"] >= GOAL_TAU,
             "higher_hv": hv["front"]["hv"] > hv["family"]["hv"],
             "lower_cost": supernet_cost["cpu_s"] < family_cpu,
+            "lower_cost_remeasured": supernet_remeasured["cpu_s"] < family_cpu,
         },
         "wall_s": wall,
     }
@@ -850,9 +897,16 @@ def print_report(
         f"thread); family {ft['cpu_s']:.0f} (Σ process CPU time, 1 thread each; wall "
         f"{ft['wall_s']:.0f} s)."
     )
+    sr = report["supernet_training_remeasured"]
+    print(
+        f"Supernet re-measured here: {sr['epoch_cpu_s']:.0f} CPU-s for one epoch (process time, "
+        f"1 thread; {sr['epoch_wall_s']:.0f} s wall) × {sr['epochs']} epochs = {sr['cpu_s']:.0f} "
+        "CPU-s."
+    )
     print(
         f"Goal higher hypervolume: {_met(goals['higher_hv'])}; at lower total training cost: "
-        f"{_met(goals['lower_cost'])}."
+        f"{_met(goals['lower_cost'])} (re-measured supernet cost: "
+        f"{_met(goals['lower_cost_remeasured'])})."
     )
     lat = report["latency"]
     print(

@@ -54,21 +54,37 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _print_summary(root: Path) -> None:
     import pandas as pd
 
+    from nas.export import exported_paths, read_card
+
     front = root / "export" / "front.csv"
     if not front.exists():
         return
-    from nas.export import exported_paths, read_card
-
     table = pd.read_csv(front)
-    keep = [c for c in table.columns if c == "subnet" or c.endswith(".measured")]
-    keep += [c for c in table.columns if c.endswith((".ci95_low", ".ci95_high"))]
-    keep += [c for c in table.columns if c.endswith(".predicted")]
+    shown = pd.DataFrame({"subnet": table["subnet"]})
+    for column in table.columns:
+        name = column.removesuffix(".measured")
+        if column.endswith(".measured") and name.startswith("top1"):
+            split = "test" if name.startswith("top1_test") else "val"
+            low, high = f"top1_{split}.ci95_low", f"top1_{split}.ci95_high"
+            interval = ""
+            if name in ("top1", "top1_test") and {low, high} <= set(table):
+                interval = table[low].map("{:.1f}".format) + "–" + table[high].map("{:.1f}".format)
+            shown[name] = table[column].map("{:.2f}".format) + (
+                " [" + interval + "]" if len(interval) else ""
+            )
+    for column in table.columns:
+        if column.endswith(".measured") and not column.startswith("top1"):
+            shown[column.removesuffix(".measured")] = table[column].round(4)
+    for column in table.columns:
+        if column.endswith(".predicted"):
+            shown[column] = table[column].round(3)
     print(
-        "\nPareto front: non-dominated among every subnet measured in the run; top1 on the "
-        "selection split, top1_test on the test split (never used to select), 95 % intervals:"
+        "\nPareto front: non-dominated among every subnet measured in the run. top1 is on the "
+        "selection split (val), top1_test on the test split (never used to select), "
+        "top1_test@<target> as that target's runtime runs the model; [95 % interval]:"
     )
-    with pd.option_context("display.width", 200, "display.max_columns", 30):
-        print(table[list(dict.fromkeys(keep))].round(3).to_string(index=False))
+    with pd.option_context("display.width", 250, "display.max_columns", 30):
+        print(shown.to_string(index=False))
     cards = exported_paths(root / "export")
     if cards:
         print(f"splits: {read_card(cards[0]).get('accuracy', {}).get('splits', 'not recorded')}")

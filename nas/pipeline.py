@@ -732,8 +732,13 @@ def _front_row(directory: Path, card: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _is_reported(key: str) -> bool:
-    metric = key.split("@", 1)[0]
-    return metric in (ACCURACY_METRIC, TEST_ACCURACY_METRIC, LATENCY_METRIC, *COST_METRICS)
+    """Metrics a card and a front row report: accuracy, latency per target, analytic costs once."""
+    metric, target = split_metric_key(key)
+    if metric in (ACCURACY_METRIC, *COST_METRICS):
+        return target is None
+    if metric == LATENCY_METRIC:
+        return target is not None
+    return metric == TEST_ACCURACY_METRIC
 
 
 def _checkpoint_hash(checkpoint: Path) -> str:

@@ -129,3 +129,18 @@ def test_latency_measurement_through_node_exclusive_placement(
         e.metrics["latency_ms"] > 0 for e in out
     )
     assert len(ResultStore(tmp_path / "r.jsonl")) == 2
+
+
+def _slow_square(x: int) -> int:
+    time.sleep(2.0 if x == 0 else 0.0)
+    return x * x
+
+
+@pytest.mark.parametrize("make", [LocalExecutor, lambda: RayExecutor(num_cpus=1)])
+def test_on_result_reports_every_call_as_it_finishes(ray_cluster: None, make) -> None:
+    seen: list[tuple[int, int]] = []
+    out = make().map(_slow_square, [0, 1, 2, 3], on_result=lambda i, r: seen.append((i, r)))
+    assert out == [0, 1, 4, 9]  # input order
+    assert sorted(seen) == [(0, 0), (1, 1), (2, 4), (3, 9)]  # every call once, index and result
+    if not isinstance(make, type):  # Ray: the slow first call finishes after a quicker one
+        assert seen[0][0] != 0

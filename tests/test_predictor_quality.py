@@ -81,3 +81,39 @@ def test_plot_is_a_png(tmp_path) -> None:  # type: ignore[no-untyped-def]
     path = plot_predictions(y, y * 1.01, tmp_path / "plot.png", report=r)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp files left
+
+
+def test_tau_interval_holds_tau_and_shrinks_with_more_points() -> None:
+    rng = np.random.default_rng(0)
+    widths = []
+    for n in (20, 200):
+        true = rng.normal(size=n)
+        pred = true + rng.normal(scale=0.7, size=n)
+        report = QualityReport.from_predictions(true, pred, n_train=10)
+        low, high = report.kendall_tau_ci95
+        assert low < report.kendall_tau < high
+        assert not report.tau_includes_chance and report.chance_warning() is None
+        widths.append(high - low)
+    assert widths[1] < widths[0] / 2
+
+
+def test_a_ranking_no_better_than_chance_is_flagged() -> None:
+    rng = np.random.default_rng(1)
+    true, pred = rng.normal(size=30), rng.normal(size=30)
+    report = QualityReport.from_predictions(true, pred, n_train=90, metric="top1")
+    assert report.tau_includes_chance
+    warning = report.chance_warning()
+    assert warning is not None
+    assert "top1" in warning and "30 held-out" in warning and "includes 0" in warning
+
+
+def test_within_10pct_is_not_reported_on_a_narrow_metric() -> None:
+    true = np.linspace(95.0, 99.0, 20)  # a 4 % range: a constant prediction is within ±10 %
+    report = QualityReport.from_predictions(true, np.full(20, 97.0), n_train=10)
+    assert report.within_10pct_trivial and np.isnan(report.within_10pct)
+    assert "n/a (range < ±10 %)" in report.to_table()
+    assert QualityReport.from_dict(report.to_dict()) == report
+    wide = QualityReport.from_predictions(
+        np.linspace(1, 10, 20), np.linspace(1, 10, 20), n_train=5
+    )
+    assert not wide.within_10pct_trivial and wide.within_10pct == 1.0
