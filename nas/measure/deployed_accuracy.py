@@ -29,7 +29,7 @@ def deployed_top1(
     calib_x: Tensor,
     x: Tensor,
     y: Tensor,
-    batch_size: int = 500,
+    batch_size: int = 256,
     calibration_batches: int = 4,
 ) -> float:
     """Top-1 (fraction) of ``module`` on ``(x, y)`` compiled for ``target``'s runtime.
