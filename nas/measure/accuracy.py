@@ -22,9 +22,10 @@ def evaluate_accuracy(
 ) -> float:
     """Top-1 accuracy (fraction) of ``config`` on ``split``.
 
-    Batches of 256 keep a subnet's activations in cache: on a 2-core CPU they evaluate 2.8×
-    faster than batches of 1,024. Re-calibrates the supernet's BN statistics for ``config`` on the first ``n_calib`` images of
-    the ``calib`` split first (in place: pass a copy to keep the caller's buffers).
+    Re-calibrates the supernet's BN statistics for ``config`` on the first ``n_calib`` images
+    of the ``calib`` split first (in place: pass a copy to keep the caller's buffers). Batches
+    of 256 keep a subnet's activations in cache: on a 2-core CPU they evaluate 2.8× faster
+    than batches of 1,024.
     """
     calib_x, _ = data.tensors("calib")
     recalibrate_bn(supernet, config, calib_x[:n_calib])
