@@ -93,9 +93,10 @@ ACCURACY_TARGET = "any"  # the result store's target of target-free metrics (top
 # Fixed before any number was seen: error 1.0 is the worst possible, latency 1.1 lets the
 # slowest point of either set contribute. The union's nadir + 10 % is reported beside it.
 REFERENCE_POINT = (1.0, 1.1)
-# Ray Train workers of a run get one CPU each and pin torch to that many threads
-# (nas.execution.ray_training: cpus_per_worker=1.0, threads=int(cpus_per_worker)).
-THREADS_PER_WORKER = 1
+# Ray Train workers of a run reserve ``ray.cpus_per_worker`` CPUs each and pin torch to that
+# many threads (nas.execution.ray_training: threads=int(cpus_per_worker)); runs made before
+# the key existed used one.
+DEFAULT_THREADS_PER_WORKER = 1
 # Family members, in the order --family takes them: (width level, depth level); level k of 3
 # is the k-th width choice of every stage and the depth ceil((k + 1) / 3 · max depth).
 FAMILY_ORDER = ((0, 0), (1, 1), (2, 2), (1, 0), (2, 1), (0, 1), (1, 2), (0, 2), (2, 0))
@@ -118,6 +119,7 @@ class Run:
     calib_images: int
     protocol: LatencyProtocol
     num_workers: int
+    threads_per_worker: int
 
 
 def _resolve(root: Path, path: str) -> Path:
@@ -162,6 +164,7 @@ def load_run(root: str | Path) -> Run:
             warmup=int(measure["latency_warmup"]), repeats=int(measure["latency_repeats"])
         ),
         num_workers=int(spec["ray"]["num_workers"]),
+        threads_per_worker=int(spec["ray"].get("cpus_per_worker", DEFAULT_THREADS_PER_WORKER)),
     )
 
 
@@ -556,8 +559,8 @@ def supernet_training_cost(run: Run) -> dict[str, float]:
         "epochs": len(metrics),
         "train_wall_s": wall,
         "workers": workers,
-        "threads_per_worker": THREADS_PER_WORKER,
-        "cpu_s": wall * workers * THREADS_PER_WORKER,
+        "threads_per_worker": run.threads_per_worker,
+        "cpu_s": wall * workers * run.threads_per_worker,
     }
 
 
