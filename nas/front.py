@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from nas import pareto
 from nas.errors import ConfigError
 from nas.pareto import non_dominated
 from nas.search.objectives import Constraint, SearchProblem
@@ -109,15 +110,7 @@ def _constraint_text(constraint: Constraint) -> str:
 
 def nondomination_ranks(problem: SearchProblem, subnets: Sequence[MeasuredSubnet]) -> np.ndarray:
     """Rank of each subnet in non-dominated sorting on measured objectives (0 = the front)."""
-    from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
-
-    F = problem.objective_matrix([s.metrics for s in subnets])
-    ranks = np.empty(len(subnets), dtype=np.int64)
-    if not len(subnets):
-        return ranks
-    for rank, members in enumerate(NonDominatedSorting().do(F)):
-        ranks[np.asarray(members, dtype=np.int64)] = rank
-    return ranks
+    return pareto.nondomination_ranks(problem.objective_matrix([s.metrics for s in subnets]))
 
 
 def thin(front: Sequence[MeasuredSubnet], k: int) -> list[MeasuredSubnet]:

@@ -47,6 +47,20 @@ def non_dominated_mask(F: ArrayLike) -> np.ndarray:
     return mask
 
 
+def nondomination_ranks(F: ArrayLike) -> np.ndarray:
+    """Rank of each point in pymoo's non-dominated sorting (0 = the front, 1 = the next, ...).
+
+    Example:
+        >>> nondomination_ranks([[0, 1], [1, 0], [1, 1]]).tolist()
+        [0, 0, 1]
+    """
+    arr = _as_matrix(F)
+    ranks = np.zeros(len(arr), dtype=np.int64)
+    for rank, members in enumerate(NonDominatedSorting().do(arr) if len(arr) else []):
+        ranks[np.asarray(members, dtype=np.int64)] = rank
+    return ranks
+
+
 def hypervolume(F: ArrayLike, reference_point: ArrayLike) -> float:
     """Volume dominated by ``F`` and bounded by ``reference_point`` (pymoo ``HV``).
 

@@ -519,14 +519,6 @@ def _final_latency_store(exp: ResolvedExperiment) -> ResultStore:
     return ResultStore(exp.stage_dir("export") / "latency.jsonl")
 
 
-def run_stores(exp: ResolvedExperiment) -> list[ResultStore]:
-    """The stores whose latest records are the run's measured values, in override order."""
-    stores = [_measured_store(exp)]
-    if (exp.stage_dir("export") / "latency.jsonl").exists():
-        stores.append(_final_latency_store(exp))
-    return stores
-
-
 def remeasure_competitors(ctx: RunContext, *, max_rounds: int = 6) -> list[MeasuredSubnet]:
     """Re-measure the latency of every front contender in one session; the run's subnets.
 
