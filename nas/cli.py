@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from nas.errors import ConfigError, IncompatibleArtifactError, UnsafeFileError
+from nas.errors import ConfigError, IncompatibleArtifactError, StorageError, UnsafeFileError
 
 STAGE_COMMANDS = {
     "train": "train",
@@ -220,6 +220,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, IncompatibleArtifactError, UnsafeFileError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except StorageError as exc:  # the run directory could not be written; what was, holds
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

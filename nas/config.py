@@ -12,57 +12,84 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import inspect
+import math
+import re
 import tomllib
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 from nas.errors import ConfigError, format_choice_error
-from nas.measure.targets import HardwareTarget
+from nas.measure.targets import HardwareTarget, default_registry
+from nas.spec_fields import Rule, check_fields, check_value, rule_of, spec_field
+
+MAX_SPEC_BYTES = 1_000_000  # a spec is a short text file; anything larger is a mistake
 
 T = TypeVar("T")
 
 PREDICTOR_KINDS: tuple[str, ...] = ("ridge", "rf", "gbr", "mlp", "ensemble")
+MAX_SEED = 2**32 - 1  # numpy and scikit-learn seeds are 32-bit
+_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,99}$")
+MIN_TRAIN_SAMPLES = 8  # a predictor's fit needs this many measured subnets (predictors.dataset)
+MIN_HELD_OUT = 2  # and its quality report this many held out
 
 
-def _check_choice(key: str, value: object, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ConfigError(format_choice_error(key, value, list(allowed)))
+def _supernet_spaces() -> list[str]:
+    import search_spaces
+
+    return list(search_spaces.SUPERNET_SPACES)
 
 
-def _check_positive(key: str, value: float, *, allow_zero: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigError(f"{key}={value!r} must be a number")
-    if value < 0 or (value == 0 and not allow_zero):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ConfigError(f"{key}={value!r} must be {bound}")
+def _datasets() -> list[str]:
+    from nas.data import DATASETS
+
+    return list(DATASETS)
+
+
+def _searchers() -> list[str]:
+    import nas.search
+
+    return nas.search.names()
 
 
 @dataclass(frozen=True)
 class SpaceSpec:
     """Which registered search space, with its build options."""
 
-    name: str = "tiny_cnn"
-    options: Mapping[str, Any] = field(default_factory=dict)
+    name: str = spec_field(
+        "tiny_cnn", choices=_supernet_spaces, doc="registered search space with a supernet"
+    )
+    options: Mapping[str, Any] = spec_field(
+        default_factory=dict, doc="keyword options of the space's builder (`nas space NAME`)"
+    )
 
     def __post_init__(self) -> None:
-        import search_spaces
-
-        _check_choice("space.name", self.name, tuple(search_spaces.names()))
-        if self.name not in search_spaces.SUPERNET_SPACES:
-            raise ConfigError(
-                f"space.name={self.name!r} has no supernet; "
-                f"use one of {list(search_spaces.SUPERNET_SPACES)}"
-            )
-        search_spaces.get(self.name, **dict(self.options))  # bad options fail here
+        check_fields(self, "space.")
+        self.build()  # bad options fail here, naming space.options.<key>
 
     def build(self):  # type: ignore[no-untyped-def]
         import search_spaces
 
-        return search_spaces.get(self.name, **dict(self.options))
+        builder = search_spaces.REGISTRY[self.name]
+        parameters = inspect.signature(builder).parameters
+        hints = typing.get_type_hints(builder)
+        for key, value in self.options.items():
+            if key not in parameters:
+                raise ConfigError(
+                    f"space.options.{key} is not an option of space {self.name!r}; "
+                    f"allowed options: {sorted(parameters)}"
+                )
+            check_value(f"space.options.{key}", value, hints.get(key, Any), Rule())
+        try:
+            return search_spaces.get(self.name, **dict(self.options))
+        except (ConfigError, ValueError, TypeError, ArithmeticError) as exc:
+            raise ConfigError(
+                f"space.options={dict(self.options)!r} cannot build space {self.name!r}: {exc}"
+            ) from exc
 
 
 @dataclass(frozen=True)
@@ -75,24 +102,25 @@ class DataSpec:
     rest when unset) trains, and the official test file is kept for reported numbers only.
     """
 
-    kind: str = "fashion_mnist"
-    path: str | None = None
-    resolution: int = 32
-    train_size: int | None = None
-    val_size: int = 5000
-    calib_size: int = 1000
+    kind: str = spec_field("fashion_mnist", choices=_datasets, doc="data set kind")
+    path: str | None = spec_field(
+        None, non_empty=True, doc="file or folder (required for idx, npz, folder)"
+    )
+    resolution: int = spec_field(32, low=1, high=1024, doc="image side for npz/folder data")
+    train_size: int | None = spec_field(
+        None, low=1, high=10_000_000, doc="training images (unset: all not held out)"
+    )
+    val_size: int = spec_field(5000, low=1, high=10_000_000, doc="selection (validation) images")
+    calib_size: int = spec_field(
+        1000, low=1, high=10_000_000, doc="images for BatchNorm re-calibration only"
+    )
 
     def __post_init__(self) -> None:
-        from nas.data import DATASETS, DATASETS_NEEDING_PATH
+        from nas.data import DATASETS_NEEDING_PATH
 
-        _check_choice("data.kind", self.kind, DATASETS)
+        check_fields(self, "data.")
         if self.kind in DATASETS_NEEDING_PATH and not self.path:
             raise ConfigError(f"data.path is required when data.kind={self.kind!r}")
-        _check_positive("data.resolution", self.resolution)
-        for key in ("val_size", "calib_size"):
-            _check_positive(f"data.{key}", getattr(self, key))
-        if self.train_size is not None:
-            _check_positive("data.train_size", self.train_size)
 
     def split_sizes(self):  # type: ignore[no-untyped-def]
         """The IDX split sizes this spec asks for."""
@@ -108,90 +136,108 @@ class RaySpec:
     ``cpus_per_worker`` is what each Ray Train worker reserves and the torch threads it uses.
     """
 
-    address: str | None = None
-    num_workers: int = 1
-    cpus_per_worker: int = 1
-    use_gpu: bool = False
-    num_cpus: int | None = None
+    address: str | None = spec_field(
+        None, non_empty=True, doc="an existing Ray cluster (unset: a local Ray instance)"
+    )
+    num_workers: int = spec_field(1, low=1, high=1024, doc="Ray Train workers (DDP)")
+    cpus_per_worker: int = spec_field(
+        1, low=1, high=1024, doc="CPUs (torch threads) each worker reserves"
+    )
+    use_gpu: bool = spec_field(False, doc="one GPU per Ray Train worker (NCCL)")
+    num_cpus: int | None = spec_field(
+        None, low=1, high=65_536, doc="CPUs of the local Ray instance (unset: all)"
+    )
 
     def __post_init__(self) -> None:
-        _check_positive("ray.num_workers", self.num_workers)
-        _check_positive("ray.cpus_per_worker", self.cpus_per_worker)
-        if self.num_cpus is not None:
-            _check_positive("ray.num_cpus", self.num_cpus)
+        check_fields(self, "ray.")
 
 
 @dataclass(frozen=True)
 class MeasureSpec:
     """Which targets to measure and how many subnets build the predictors' data set."""
 
-    targets: tuple[str, ...] = ("cpu_fp32",)
-    n_samples: int = 60
-    calib_images: int = 256
-    eval_split: str = "val"
-    latency_repeats: int = 20
-    latency_warmup: int = 5
+    targets: tuple[str, ...] = spec_field(
+        ("cpu_fp32",), non_empty=True, max_items=64, doc="hardware targets to measure"
+    )
+    n_samples: int = spec_field(
+        60, low=2, high=100_000, doc="subnets measured to fit and test the predictors"
+    )
+    calib_images: int = spec_field(
+        256, low=1, high=1_000_000, doc="images for BatchNorm re-calibration per subnet"
+    )
+    eval_split: str = spec_field(
+        "val", choices=("val",), doc="selection split (the test split is never used to select)"
+    )
+    latency_repeats: int = spec_field(20, low=1, high=100_000, doc="timed runs per subnet")
+    latency_warmup: int = spec_field(5, low=0, high=100_000, doc="untimed runs first")
 
     def __post_init__(self) -> None:
-        if not self.targets:
-            raise ConfigError("measure.targets must name at least one target")
-        _check_positive("measure.n_samples", self.n_samples)
-        _check_positive("measure.calib_images", self.calib_images)
-        _check_positive("measure.latency_repeats", self.latency_repeats)
-        _check_positive("measure.latency_warmup", self.latency_warmup, allow_zero=True)
-        # The test split is never used to select: it is reported once, at export.
-        _check_choice("measure.eval_split", self.eval_split, ("val",))
+        check_fields(self, "measure.")
+        _reject_duplicates("measure.targets", self.targets)
 
 
 @dataclass(frozen=True)
 class PredictorSpec:
     """Predictor kind and the held-out share used for its quality report."""
 
-    kind: str = "gbr"
-    test_fraction: float = 0.25
+    kind: str = spec_field("gbr", choices=PREDICTOR_KINDS, doc="regressor of every predictor")
+    test_fraction: float = spec_field(
+        0.25,
+        low=0.0,
+        high=1.0,
+        low_open=True,
+        high_open=True,
+        doc="share of measured subnets held out for the quality report",
+    )
 
     def __post_init__(self) -> None:
-        _check_choice("predictors.kind", self.kind, PREDICTOR_KINDS)
-        if not 0 < self.test_fraction < 1:
-            raise ConfigError(f"predictors.test_fraction={self.test_fraction!r} must be in (0, 1)")
+        check_fields(self, "predictors.")
 
 
 @dataclass(frozen=True)
 class SearchSpec:
     """Objectives and constraints as strings (``"top1:max"``, ``"latency_ms@cpu_fp32 <= 5"``)."""
 
-    algorithm: str = "pymoo-nsga2"
-    objectives: tuple[str, ...] = ("top1:max", "latency_ms@cpu_fp32:min")
-    constraints: tuple[str, ...] = ()
-    budget: int = 300
-    use_predictors: bool = True
+    algorithm: str = spec_field("pymoo-nsga2", choices=_searchers, doc="searcher")
+    objectives: tuple[str, ...] = spec_field(
+        ("top1:max", "latency_ms@cpu_fp32:min"),
+        max_items=8,
+        doc="`metric:max` or `metric:min`, at least 2",
+    )
+    constraints: tuple[str, ...] = spec_field(
+        (), max_items=64, doc="`metric <= x` or `metric >= x`, on measured values"
+    )
+    budget: int = spec_field(300, low=1, high=1_000_000, doc="evaluations the searcher makes")
+    use_predictors: bool = spec_field(
+        True, doc="search on predicted metrics (then measure the front), else on measured ones"
+    )
 
     def __post_init__(self) -> None:
-        import nas.search
         from nas.search.objectives import Constraint, Objective
 
-        _check_choice("search.algorithm", self.algorithm, tuple(nas.search.names()))
+        check_fields(self, "search.")
         if len(self.objectives) < 2:
             raise ConfigError(
                 f"search.objectives={list(self.objectives)!r} needs at least 2 objectives"
             )
-        for text in self.objectives:
-            Objective.parse(text)
-        for text in self.constraints:
-            Constraint.parse(text)
-        _check_positive("search.budget", self.budget)
+        for i, text in enumerate(self.objectives):
+            _parse(f"search.objectives[{i}]", Objective.parse, text)
+        for i, text in enumerate(self.constraints):
+            _parse(f"search.constraints[{i}]", Constraint.parse, text)
+        metrics = [Objective.parse(t).key for t in self.objectives]
+        _reject_duplicates("search.objectives", metrics)
 
 
 @dataclass(frozen=True)
 class ExportSpec:
     """What to write for each Pareto-front subnet."""
 
-    onnx: bool = True
-    max_subnets: int = 8
-    measure_front: bool = True
+    onnx: bool = spec_field(True, doc="write model.onnx beside the PyTorch weights")
+    max_subnets: int = spec_field(8, low=1, high=1000, doc="most front subnets to export")
+    measure_front: bool = spec_field(True, doc="re-measure front contenders in one session")
 
     def __post_init__(self) -> None:
-        _check_positive("export.max_subnets", self.max_subnets)
+        check_fields(self, "export.")
 
 
 @dataclass(frozen=True)
@@ -204,6 +250,19 @@ class TrainSpec:
         from nas.training.config import TrainConfig
 
         TrainConfig.from_dict(self.options)  # bad keys and values fail at parse time
+
+
+def _parse(key: str, parse: Callable[[str], object], text: str) -> None:
+    try:
+        parse(text)
+    except ConfigError as exc:
+        raise ConfigError(f"{key}: {exc}") from exc
+
+
+def _reject_duplicates(key: str, values: Sequence[object]) -> None:
+    repeated = sorted({str(v) for v in values if list(values).count(v) > 1})
+    if repeated:
+        raise ConfigError(f"{key} lists {repeated} more than once")
 
 
 SECTIONS: dict[str, type] = {
@@ -222,39 +281,101 @@ SECTIONS: dict[str, type] = {
 class ExperimentSpec:
     """A whole experiment: train → measure → fit predictors → search → export."""
 
-    name: str = "experiment"
-    seed: int = 0
-    output_dir: str = "runs/experiment"
+    name: str = spec_field(
+        "experiment", doc="run name (letters, digits, '_', '.', '-'; the default output_dir)"
+    )
+    seed: int = spec_field(0, low=0, high=MAX_SEED, doc="seeds sampling, training and search")
+    output_dir: str = spec_field(
+        "runs/experiment", non_empty=True, doc="run directory (default runs/<name>)"
+    )
     space: SpaceSpec = field(default_factory=SpaceSpec)
     data: DataSpec = field(default_factory=DataSpec)
     train: TrainSpec = field(default_factory=TrainSpec)
     ray: RaySpec = field(default_factory=RaySpec)
-    targets: tuple[HardwareTarget, ...] = ()
+    targets: tuple[HardwareTarget, ...] = field(default=())
     measure: MeasureSpec = field(default_factory=MeasureSpec)
     predictors: PredictorSpec = field(default_factory=PredictorSpec)
     search: SearchSpec = field(default_factory=SearchSpec)
     export: ExportSpec = field(default_factory=ExportSpec)
 
     def __post_init__(self) -> None:
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ConfigError(f"seed={self.seed!r} must be a non-negative integer")
+        for key in ("name", "seed", "output_dir"):
+            f = next(f for f in dataclasses.fields(self) if f.name == key)
+            check_value(
+                key, getattr(self, key), typing.get_type_hints(type(self))[key], f.metadata["rule"]
+            )
+        if not _NAME.match(self.name):
+            raise ConfigError(
+                f"name={self.name!r} must be 1-100 letters, digits, '_', '.' or '-', "
+                "not starting with '.' or '-'"
+            )
+        self._check_targets()
+        self._check_predictor_samples()
+
+    def _check_targets(self) -> None:
+        try:
+            registry = default_registry().extended(self.targets)
+        except ConfigError as exc:
+            raise ConfigError(f"targets: {exc}") from exc
+        for i, name in enumerate(self.measure.targets):
+            if name not in registry:
+                raise ConfigError(
+                    format_choice_error(f"measure.targets[{i}]", name, registry.names())
+                )
+
+    def _check_predictor_samples(self) -> None:
+        """The predictors stage splits ``measure.n_samples``: both parts must be big enough."""
+        n = self.measure.n_samples
+        held_out = math.ceil(n * self.predictors.test_fraction)
+        if n - held_out < MIN_TRAIN_SAMPLES or held_out < MIN_HELD_OUT:
+            raise ConfigError(
+                f"measure.n_samples={n} with predictors.test_fraction="
+                f"{self.predictors.test_fraction:g} leaves {n - held_out} subnets to fit and "
+                f"{held_out} to test; the predictors need at least {MIN_TRAIN_SAMPLES} and "
+                f"{MIN_HELD_OUT} (raise measure.n_samples)"
+            )
 
     # -- parsing -------------------------------------------------------------------------------
     @classmethod
     def from_toml(cls, path: str | Path) -> ExperimentSpec:
-        """Parse and validate a TOML file."""
+        """Parse and validate a TOML file (UTF-8 text of at most MAX_SPEC_BYTES)."""
         path = Path(path)
         if not path.exists():
             raise ConfigError(f"experiment spec {str(path)!r} does not exist")
+        if not path.is_file():
+            raise ConfigError(f"experiment spec {str(path)!r} is not a file")
         try:
-            return cls.from_toml_text(path.read_text(), default_name=path.stem)
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+            raw = path.read_bytes()
+        except OSError as exc:
+            raise ConfigError(
+                f"experiment spec {str(path)!r} cannot be read: {exc.strerror}"
+            ) from exc
+        if len(raw) > MAX_SPEC_BYTES:
+            raise ConfigError(
+                f"experiment spec {str(path)!r} has {len(raw)} bytes; at most {MAX_SPEC_BYTES}"
+            )
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConfigError(
+                f"experiment spec {str(path)!r} is not UTF-8 text (byte {exc.start}); "
+                "TOML files are UTF-8"
+            ) from exc
+        try:
+            return cls.from_toml_text(text, default_name=path.stem)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from exc
 
     @classmethod
     def from_toml_text(cls, text: str, *, default_name: str = "experiment") -> ExperimentSpec:
         """Parse and validate TOML text."""
-        return cls.from_dict(tomllib.loads(text), default_name=default_name)
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"invalid TOML: {exc}") from exc
+        except RecursionError as exc:
+            raise ConfigError("invalid TOML: nested too deeply") from exc
+        return cls.from_dict(data, default_name=default_name)
 
     @classmethod
     def from_dict(
@@ -272,9 +393,12 @@ class ExperimentSpec:
                     kwargs[key] = TrainSpec(options=dict(value))
                 elif SECTIONS[key] is SpaceSpec:
                     _reject_unknown("space.", value, ["name", "options"])
+                    options = value.get("options", {})
+                    if not isinstance(options, Mapping):
+                        raise ConfigError(f"space.options={options!r} must be a table")
                     kwargs[key] = SpaceSpec(
-                        name=value.get("name", "tiny_cnn"),
-                        options=_tuples(dict(value.get("options", {}))),
+                        name=_coerce("space.name", value.get("name", "tiny_cnn"), str),
+                        options=_tuples(dict(options)),
                     )
                 else:
                     kwargs[key] = _build(SECTIONS[key], value, f"{key}.")
@@ -285,8 +409,36 @@ class ExperimentSpec:
             else:
                 kwargs[key] = value
         kwargs.setdefault("name", default_name)
-        kwargs.setdefault("output_dir", f"runs/{kwargs['name']}")
+        if isinstance(kwargs["name"], str):
+            kwargs.setdefault("output_dir", f"runs/{kwargs['name']}")
         return cls(**kwargs)
+
+
+def spec_schema() -> list[tuple[str, Any, Rule, Any]]:
+    """Every scalar spec key as ``(key, type hint, rule, default)``, in file order.
+
+    The validator, the generated bad-input tests and the spec reference all read this list,
+    so a new key is checked, fuzzed and documented from its declaration alone.
+    """
+    from nas.training.config import TrainConfig
+
+    def entries(cls: type, prefix: str) -> list[tuple[str, Any, Rule, Any]]:
+        hints = typing.get_type_hints(cls)
+        rows = []
+        for f in dataclasses.fields(cls):
+            if f.name in SECTIONS or f.name == "targets":
+                continue
+            default = f.default
+            if f.default_factory is not dataclasses.MISSING:
+                default = f.default_factory()
+            rows.append((f"{prefix}{f.name}", hints[f.name], rule_of(f), default))
+        return rows
+
+    rows = entries(ExperimentSpec, "")
+    for section, cls in SECTIONS.items():
+        rows += entries(TrainConfig if cls is TrainSpec else cls, f"{section}.")
+    rows += entries(HardwareTarget, "targets[].")
+    return rows
 
 
 def _target(index: int, data: Any) -> HardwareTarget:

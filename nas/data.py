@@ -12,9 +12,10 @@ exported model can carry it and accept raw pixels.
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -193,16 +194,49 @@ def load_digits_data(*, seed: int = 0) -> ImageData:
 def load_npz(path: str | Path, *, seed: int = 0) -> ImageData:
     """Arrays ``x`` and ``y`` from an ``.npz`` file (no pickle: ``allow_pickle=False``)."""
     path = Path(path)
-    with np.load(path, allow_pickle=False) as archive:
-        missing = [k for k in ("x", "y") if k not in archive.files]
-        if missing:
-            raise ConfigError(f"{path} lacks arrays {missing}; it has {archive.files}")
-        x, y = archive["x"], archive["y"]
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            if not hasattr(archive, "files"):
+                raise ConfigError(f"data.path={str(path)!r} is a single .npy array, not an .npz")
+            missing = [k for k in ("x", "y") if k not in archive.files]
+            if missing:
+                raise ConfigError(
+                    f"data.path={str(path)!r} lacks arrays {missing}; it has {archive.files}"
+                )
+            x, y = archive["x"], archive["y"]
+    except ConfigError:
+        raise
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        # np.load raises ValueError for object arrays (pickles) and for non-npz bytes.
+        raise ConfigError(f"data.path={str(path)!r} is not a readable .npz file: {exc}") from exc
+    if x.dtype.kind not in "uif" or y.dtype.kind not in "ui":
+        raise ConfigError(
+            f"data.path={str(path)!r}: x must be numeric and y integer labels; "
+            f"got x {x.dtype}, y {y.dtype}"
+        )
+    if x.ndim not in (3, 4) or y.ndim != 1 or len(x) != len(y) or len(y) == 0:
+        raise ConfigError(
+            f"data.path={str(path)!r}: x must be N×H×W or N×C×H×W (or N×H×W×C) and y N labels; "
+            f"got x {x.shape}, y {y.shape}"
+        )
+    if y.min() < 0 or not np.isfinite(x).all():
+        raise ConfigError(f"data.path={str(path)!r}: labels must be >= 0 and pixels finite")
     if x.ndim == 3:
         x = x[:, None]
     elif x.ndim == 4 and x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):
         x = x.transpose(0, 3, 1, 2)
-    return split_arrays(path.stem, x, y, seed=seed)
+    return _split_or_explain(path, x, y.astype(np.int64), seed=seed)
+
+
+def _split_or_explain(path: Path, x: np.ndarray, y: np.ndarray, **kwargs: Any) -> ImageData:
+    """:func:`split_arrays`; scikit-learn's "too few per class" becomes one line on data.path."""
+    try:
+        return split_arrays(path.stem, x, y, **kwargs)
+    except ValueError as exc:
+        raise ConfigError(
+            f"data.path={str(path)!r}: {len(y)} images cannot be split into stratified "
+            f"train/calib/val/test parts: {exc}"
+        ) from exc
 
 
 def load_image_folder(
@@ -220,15 +254,18 @@ def load_image_folder(
         for file in sorted((root / cls).iterdir()):
             if file.suffix.lower() not in IMAGE_SUFFIXES:
                 continue
-            with Image.open(file) as img:
-                img = img.convert("L" if grayscale else "RGB").resize((resolution, resolution))
-                arr = np.asarray(img, dtype=np.float32)
+            try:
+                with Image.open(file) as img:
+                    img = img.convert("L" if grayscale else "RGB").resize((resolution, resolution))
+                    arr = np.asarray(img, dtype=np.float32)
+            except (OSError, ValueError) as exc:  # PIL's UnidentifiedImageError is an OSError
+                raise ConfigError(f"data.path: {file} is not a readable image: {exc}") from exc
             images.append(arr[None] if grayscale else arr.transpose(2, 0, 1))
             labels.append(label)
     if not images:
         raise ConfigError(f"{root} contains no images with suffixes {list(IMAGE_SUFFIXES)}")
-    return split_arrays(
-        root.name, np.stack(images), np.array(labels), seed=seed, raw_range=(0.0, 255.0)
+    return _split_or_explain(
+        root, np.stack(images), np.array(labels), seed=seed, raw_range=(0.0, 255.0)
     )
 
 

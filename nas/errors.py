@@ -16,7 +16,21 @@ class UnsafeFileError(ValueError):
 
 
 class IncompatibleArtifactError(ValueError):
-    """A saved artifact was produced for another search space or incompatible library versions."""
+    """A saved artifact cannot be loaded: malformed, truncated, or of another space or version."""
+
+
+class MissingArtifactError(IncompatibleArtifactError, ConfigError):
+    """The path given holds no artifact (its index file is missing).
+
+    Both an unloadable artifact and a wrong argument, so callers catching either see it.
+    """
+
+
+class StorageError(OSError):
+    """A write to a run directory failed (full disk, size limit); what was written before holds.
+
+    The message is one line naming the file and the cause; the CLI prints it and exits 1.
+    """
 
 
 def format_choice_error(key: str, value: object, allowed: object) -> str:

@@ -30,6 +30,7 @@ from nas.measure.evaluate import measure_config
 from nas.measure.latency import LatencyProtocol
 from nas.measure.targets import HardwareTarget, TargetRegistry, default_registry
 from nas.results import ResultStore
+from nas.run_dir import StaleStagesError, inside_run, relative_to_run
 from nas.search.objectives import NO_TARGET, SearchProblem, split_metric_key
 from nas.space import SearchSpace
 from nas.subnet import SubnetConfig
@@ -74,17 +75,49 @@ def resolve(spec: ExperimentSpec, *, output_dir: str | Path | None = None) -> Re
     problem = SearchProblem.from_strings(space, spec.search.objectives, spec.search.constraints)
     provided = available_metrics(measured)
     for key in problem.metric_keys:
+        where = _spec_key_using(spec, key)
         _, target = split_metric_key(key)
         if target is not None and target not in spec.measure.targets:
             raise ConfigError(
-                f"search metric {key!r} is on target {target!r}, which measure.targets does not "
-                f"measure; allowed targets: {list(spec.measure.targets)}"
+                f"{where}: metric {key!r} is on target {target!r}, which measure.targets does "
+                f"not measure; allowed targets: {list(spec.measure.targets)}"
             )
         if key not in provided:
-            raise ConfigError(format_choice_error("search metric", key, provided))
+            raise ConfigError(format_choice_error(f"{where}: metric", key, provided))
     check_constraints_satisfiable(problem)
-    root = Path(output_dir or spec.output_dir)
+    if spec.measure.n_samples > space.size():
+        raise ConfigError(
+            f"measure.n_samples={spec.measure.n_samples} exceeds the {space.size()} subnets of "
+            f"search space {space.name!r}"
+        )
+    root = Path(output_dir if output_dir is not None else spec.output_dir)
+    check_output_dir(root, key="--output-dir" if output_dir is not None else "output_dir")
     return ResolvedExperiment(spec, space, registry, measured, problem, root)
+
+
+def _spec_key_using(spec: ExperimentSpec, metric_key: str) -> str:
+    """``search.objectives[i]`` or ``search.constraints[i]``: where the spec names a metric."""
+    from nas.search.objectives import Constraint, Objective
+
+    for i, text in enumerate(spec.search.objectives):
+        if Objective.parse(text).key == metric_key:
+            return f"search.objectives[{i}]"
+    for i, text in enumerate(spec.search.constraints):
+        if Constraint.parse(text).key == metric_key:
+            return f"search.constraints[{i}]"
+    return "search"
+
+
+def check_output_dir(root: Path, *, key: str = "output_dir") -> None:
+    """Refuse a run directory that cannot be created: an existing file, or a file above it."""
+    if str(root).strip() in ("", "."):
+        raise ConfigError(f"{key}={str(root)!r} must name a directory of its own")
+    for path in (root, *root.parents):
+        if path.exists() and not path.is_dir():
+            what = "is" if path == root else f"lies under {str(path)!r}, which is"
+            raise ConfigError(f"{key}={str(root)!r} {what} an existing file, not a directory")
+        if path.exists():
+            break
 
 
 def check_constraints_satisfiable(problem: SearchProblem) -> None:
@@ -177,7 +210,8 @@ class RunContext:
             done = stage_done(self.exp, "train")
             if done is None:
                 raise ConfigError("the train stage has not finished; run `nas train` first")
-            self._supernet, _ = load_supernet(Path(done["checkpoint"]), space=self.exp.space)
+            checkpoint = inside_run(self.exp.root, done["checkpoint"])
+            self._supernet, _ = load_supernet(checkpoint, space=self.exp.space)
             self._supernet.eval()
         return self._supernet
 
@@ -291,8 +325,11 @@ def run_train(ctx: RunContext) -> dict[str, Any]:
         cpus_per_worker=spec.ray.cpus_per_worker,
         resume=True,
     )
-    checkpoint = Path(result.checkpoint)
-    return {"checkpoint": str(checkpoint), "metrics_csv": str(result.metrics_csv)}
+    root = exp.root
+    return {
+        "checkpoint": relative_to_run(root, result.checkpoint),
+        "metrics_csv": relative_to_run(root, result.metrics_csv),
+    }
 
 
 def train_config(spec: ExperimentSpec) -> Any:
@@ -360,7 +397,7 @@ def run_measure(ctx: RunContext) -> dict[str, Any]:
                 seed=exp.spec.seed,
                 progress=bar.update,
             )
-    return {"n_configs": len(configs), "store": str(store.path)}
+    return {"n_configs": len(configs), "store": relative_to_run(exp.root, store.path)}
 
 
 def run_predictors(ctx: RunContext) -> dict[str, Any]:
@@ -407,7 +444,7 @@ def run_predictors(ctx: RunContext) -> dict[str, Any]:
             ctx.log(report.chance_warning())
         _plot_predictions(fit, exp.stage_dir("predictors") / f"{_safe(fit.predictor.name)}.png")
     write_json_atomic(exp.stage_dir("predictors") / "quality.json", reports)
-    return {"bundle": str(out), "quality": reports}
+    return {"bundle": relative_to_run(exp.root, out), "quality": reports}
 
 
 def _safe(name: str) -> str:
@@ -602,7 +639,7 @@ def run_export(ctx: RunContext) -> dict[str, Any]:
         f"export: {len(front)} of {len(subnets)} measured subnets are non-dominated"
         f"{' and feasible' if exp.problem.constraints else ''}; exporting {len(chosen)}"
     )
-    checkpoint = Path(stage_done(exp, "train")["checkpoint"])  # type: ignore[index]
+    checkpoint = inside_run(exp.root, stage_done(exp, "train")["checkpoint"])  # type: ignore[index]
     checkpoint_hash = _checkpoint_hash(checkpoint)
     supernet = ctx.supernet
     data = ctx.data
@@ -643,7 +680,7 @@ def run_export(ctx: RunContext) -> dict[str, Any]:
                     "experiment": spec.name,
                     "seed": spec.seed,
                     "accuracy": accuracy,
-                    "supernet_checkpoint": str(checkpoint),
+                    "supernet_checkpoint": relative_to_run(exp.root, checkpoint),
                     "supernet_checkpoint_sha256": checkpoint_hash,
                     "bn_recalibration": {"split": "calib", "images": n_calib},
                     "hardware_targets": [dataclasses.asdict(t) for t in exp.measured_targets],
@@ -677,7 +714,7 @@ def run_export(ctx: RunContext) -> dict[str, Any]:
         "n_exported": len(rows),
         "n_measured": len(subnets),
         "n_non_dominated": len(front),
-        "front_csv": str(out / "front.csv"),
+        "front_csv": relative_to_run(exp.root, out / "front.csv"),
     }
 
 
@@ -811,7 +848,15 @@ def run_experiment(
     log: Callable[[str], None] = print,
     force: bool = False,
 ) -> ResolvedExperiment:
-    """Run the given stages in order, skipping those already done (unless ``force``)."""
+    """Run the given stages in order, skipping those already done with the same spec.
+
+    A stage whose recorded spec inputs differ from ``spec`` (and every stage after it) is stale:
+    the run is refused naming the changed keys, or with ``force`` those stages' outputs move to
+    ``superseded/<time>/`` and they are redone. ``force`` with nothing stale redoes the requested
+    stages and everything after them. The output directory is locked for the whole run.
+    """
+    from nas.run_dir import RunLock, stale_stages, supersede
+
     for stage in stages:
         if stage not in STAGE_FUNCTIONS:
             raise ConfigError(format_choice_error("stage", stage, list(STAGE_FUNCTIONS)))
@@ -819,21 +864,45 @@ def run_experiment(
     if "train" in stages:
         train_config(spec)  # validate the [train] table before anything starts
     ctx = RunContext(exp, log=log)
+    stale, changes = stale_stages(exp.root, spec)
+    if stale and not force:
+        raise StaleStagesError(
+            f"output_dir={str(exp.root)!r} was run with another spec; changed: "
+            f"{'; '.join(changes)}. Stages {stale} would be stale: rerun with --force to redo "
+            "them (their outputs move to superseded/), or choose another output_dir"
+        )
     if any(s != "predictors" and (force or stage_done(exp, s) is None) for s in stages):
         _ = ctx.data  # loads the data and checks it against the space before any output exists
-    exp.root.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(exp.root / "spec.json", dataclasses.asdict(spec))
-    for stage in stages:
-        if not force and stage_done(exp, stage) is not None:
-            log(f"[{stage}] done before; skipped")
-            continue
-        start = time.perf_counter()
-        exp.stage_dir(stage).mkdir(parents=True, exist_ok=True)
-        log(f"[{stage}] running")
-        with tally_noisy_latency() as noise:
-            info = STAGE_FUNCTIONS[stage](ctx)
-        if noise.line(stage):
-            log(noise.line(stage))
-        mark_done(exp, stage, {**info, "seconds": time.perf_counter() - start})
-        log(f"[{stage}] finished in {time.perf_counter() - start:.1f} s")
+    with RunLock(exp.root):
+        if force:
+            first = min([*stale, *stages], key=list(STAGE_FUNCTIONS).index)
+            moved = supersede(
+                exp.root, list(STAGE_FUNCTIONS)[list(STAGE_FUNCTIONS).index(first) :]
+            )
+            if moved is not None:
+                log(f"--force: earlier outputs of the redone stages moved to {moved}")
+        write_json_atomic(exp.root / "spec.json", dataclasses.asdict(spec))
+        for stage in stages:
+            if stage_done(exp, stage) is not None:
+                log(f"[{stage}] done before with the same spec; skipped")
+                continue
+            _run_stage(ctx, stage)
     return exp
+
+
+def _run_stage(ctx: RunContext, stage: str) -> None:
+    """Run one stage, recording its spec inputs when it starts and in its DONE marker."""
+    from nas.run_dir import INPUTS_FILE, stage_inputs
+
+    exp = ctx.exp
+    start = time.perf_counter()
+    inputs = stage_inputs(exp.spec, stage)
+    exp.stage_dir(stage).mkdir(parents=True, exist_ok=True)
+    write_json_atomic(exp.stage_dir(stage) / INPUTS_FILE, {"inputs": inputs})
+    ctx.log(f"[{stage}] running")
+    with tally_noisy_latency() as noise:
+        info = STAGE_FUNCTIONS[stage](ctx)
+    if noise.line(stage):
+        ctx.log(noise.line(stage))
+    mark_done(exp, stage, {**info, "inputs": inputs, "seconds": time.perf_counter() - start})
+    ctx.log(f"[{stage}] finished in {time.perf_counter() - start:.1f} s")

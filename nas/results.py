@@ -8,6 +8,7 @@ truncated away before the next append.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import time
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from nas.errors import ConfigError
+from nas.errors import ConfigError, StorageError
 from nas.subnet import SubnetConfig
 
 if TYPE_CHECKING:
@@ -97,28 +98,35 @@ class ResultStore:
         assert self.path is not None
         if not self.path.exists():
             return
-        data = self.path.read_bytes()
+        self._valid_bytes = self._merge(self.path.read_bytes())
+
+    def _merge(self, data: bytes, *, warn: bool = True) -> int:
+        """Add the complete records of ``data`` (the file's bytes); return where they end.
+
+        A torn last line (no newline, or not JSON) is skipped with a warning: it was being
+        written when its writer stopped. Anything else malformed is an error naming the line.
+        """
         offset = 0
         for lineno, raw in enumerate(data.splitlines(keepends=True), start=1):
-            complete = raw.endswith(b"\n")
             try:
-                if not complete:
+                if not raw.endswith(b"\n"):
                     raise ValueError("no trailing newline")
                 evaluation = Evaluation.from_record(json.loads(raw))
             except (ValueError, KeyError, TypeError, ConfigError) as exc:
-                is_last = offset + len(raw) == len(data)
-                if is_last:
+                if offset + len(raw) == len(data):
+                    if not warn:
+                        break
                     warnings.warn(
-                        f"{self.path}:{lineno}: skipping a torn last record ({exc}); "
+                        f"{self.path}: skipping a torn last record ({exc}); "
                         "it was being written when the writer stopped",
                         RuntimeWarning,
-                        stacklevel=3,
+                        stacklevel=4,
                     )
                     break
                 raise ConfigError(f"{self.path}:{lineno} is not a valid record: {exc}") from exc
             self._records[evaluation.key] = evaluation
             offset += len(raw)
-        self._valid_bytes = offset
+        return offset
 
     def __len__(self) -> int:
         return len(self._records)
@@ -169,18 +177,44 @@ class ResultStore:
         self.extend([evaluation])
 
     def extend(self, evaluations: Iterable[Evaluation]) -> None:
-        """Record several evaluations with one flush."""
+        """Record several evaluations with one flush.
+
+        The file is locked while appending; records another process appended since this store
+        last read are merged first, and only a torn tail is cut away. A failed write (a full
+        disk, a file size limit) is undone to the last complete record and raised as one
+        :class:`~nas.errors.StorageError` line: the store stays loadable and resumable.
+        """
         batch = list(evaluations)
         if self.path is not None and batch:
             payload = b"".join(
                 (json.dumps(e.to_record(), separators=(",", ":")) + "\n").encode() for e in batch
             )
-            with open(self.path, "r+b" if self.path.exists() else "wb") as fh:
-                fh.truncate(self._valid_bytes)  # drop a torn tail left by a killed writer
-                fh.seek(self._valid_bytes)
-                fh.write(payload)
-                fh.flush()
-                os.fsync(fh.fileno())
-            self._valid_bytes += len(payload)
+            self._append_bytes(payload)
         for e in batch:
             self._records[e.key] = e
+
+    def _append_bytes(self, payload: bytes) -> None:
+        assert self.path is not None
+        with open(self.path, "a+b") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                size = os.fstat(fh.fileno()).st_size
+                if size != self._valid_bytes:  # another writer appended, or a torn tail
+                    self._records.clear()
+                    fh.seek(0)
+                    self._valid_bytes = self._merge(fh.read(), warn=False)
+                try:
+                    fh.truncate(self._valid_bytes)
+                    fh.write(payload)  # "a" mode: lands at the end, after the truncation
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                except OSError as exc:
+                    fh.truncate(self._valid_bytes)
+                    raise StorageError(
+                        f"could not append to {self.path}: {exc.strerror or exc}; the "
+                        f"{len(self._records)} records before are intact (free space or raise "
+                        "the limit, then rerun to resume)"
+                    ) from exc
+                self._valid_bytes += len(payload)
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)

@@ -73,7 +73,7 @@ def test_bad_values_name_key_and_allowed_values(data: dict, fragments: list[str]
 @pytest.mark.parametrize(
     ("data", "fragments"),
     [
-        ({"measure": {"targets": ["gpu"]}}, ["target='gpu'", "cpu_fp32"]),
+        ({"measure": {"targets": ["gpu"]}}, ["measure.targets[0]='gpu'", "cpu_fp32"]),
         (
             {"search": {"objectives": ["top1:max", "latency_ms@ort_int8:min"]}},
             ["ort_int8", "measure.targets"],

@@ -9,9 +9,11 @@ the tier stays in minutes on 2 CPU cores.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -28,6 +30,7 @@ from nas.config import ExperimentSpec
 from nas.export import exported_paths, file_sha256, library_versions, load_exported, read_card
 from nas.pipeline import STAGE_FUNCTIONS, ResolvedExperiment, RunContext, run_experiment
 from nas.results import ResultStore
+from nas.run_dir import StaleStagesError, inside_run
 from nas.space import SearchSpace
 from nas.subnet import SubnetConfig
 from nas.training.sampling import dimension_kind
@@ -208,7 +211,8 @@ def _check_exports(exp: ResolvedExperiment, front: pd.DataFrame) -> None:
     spec = exp.spec
     export_dir = exp.stage_dir("export")
     train_done = json.loads((exp.stage_dir("train") / "DONE.json").read_text())
-    checkpoint = Path(train_done["checkpoint"])
+    checkpoint = inside_run(exp.root, train_done["checkpoint"])
+    assert not Path(train_done["checkpoint"]).is_absolute()  # the run moves as a folder
     supernet, _ = load_supernet(checkpoint, space=exp.space)
     data = RunContext(exp).data
     calib_x, _ = data.tensors("calib")
@@ -314,8 +318,51 @@ def test_pipeline_end_to_end(tmp_path: Path, local_ray: None) -> None:
     log.clear()
     run_experiment(spec, log=log.append)
     assert [line for line in log if "skipped" in line] == [
-        f"[{stage}] done before; skipped" for stage in STAGE_FUNCTIONS
+        f"[{stage}] done before with the same spec; skipped" for stage in STAGE_FUNCTIONS
     ]
+    _check_changed_spec_and_moved_run(spec, exp, tmp_path)
+
+
+def _check_changed_spec_and_moved_run(
+    spec: ExperimentSpec, exp: ResolvedExperiment, tmp_path: Path
+) -> None:
+    """A changed spec is refused naming its keys; --force redoes only what changed; moves work."""
+    saved_spec = (exp.root / "spec.json").read_text()
+    changed = dataclasses.replace(
+        spec,
+        search=dataclasses.replace(spec.search, budget=spec.search.budget + 8),
+        predictors=dataclasses.replace(spec.predictors, kind="ridge"),
+    )
+    with pytest.raises(StaleStagesError) as info:
+        run_experiment(changed, log=lambda _: None)
+    message = str(info.value)
+    assert "search.budget" in message and "predictors.kind" in message and "--force" in message
+    assert "train" not in message.split("Stages")[1].split("would")[0]
+    assert (exp.root / "spec.json").read_text() == saved_spec  # nothing written
+
+    # --force redoes only the stages whose inputs changed; the old outputs are kept aside
+    fewer = dataclasses.replace(spec, export=dataclasses.replace(spec.export, max_subnets=2))
+    log: list[str] = []
+    run_experiment(fewer, log=log.append, force=True)
+    skipped = [line.split("]")[0][1:] for line in log if "skipped" in line]
+    assert skipped == ["train", "measure", "predictors", "search"]
+    (superseded,) = (exp.root / "superseded").iterdir()
+    assert [p.name for p in superseded.iterdir()] == ["export"]
+    assert len(exported_paths(exp.stage_dir("export"))) <= 2
+
+    # the run directory moves as a folder: every stage skipped, its own weights loaded
+    moved = tmp_path / "moved"
+    shutil.move(str(exp.root), str(moved))
+    log.clear()
+    moved_exp = run_experiment(fewer, output_dir=moved, log=log.append)
+    assert sum("skipped" in line for line in log) == len(STAGE_FUNCTIONS)
+    train_done = json.loads((moved / "train" / "DONE.json").read_text())
+    checkpoint = inside_run(moved, train_done["checkpoint"])
+    assert checkpoint.resolve().is_relative_to(moved.resolve()) and checkpoint.exists()
+    assert RunContext(moved_exp).supernet is not None
+    for card_dir in exported_paths(moved / "export"):
+        card = read_card(card_dir)
+        assert inside_run(moved, card["supernet_checkpoint"]).exists()
 
 
 # -- kill and resume ----------------------------------------------------------------------------

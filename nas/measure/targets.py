@@ -20,17 +20,13 @@ from dataclasses import dataclass
 from typing import Literal
 
 from nas.errors import ConfigError, format_choice_error
+from nas.spec_fields import check_fields, spec_field
 
 Runtime = Literal["torch", "onnxruntime"]
 Precision = Literal["fp32", "int8"]
 RUNTIMES: tuple[str, ...] = ("torch", "onnxruntime")
 PRECISIONS: tuple[str, ...] = ("fp32", "int8")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
-
-
-def _check_positive_int(key: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{key}={value!r} must be a positive integer")
 
 
 @dataclass(frozen=True)
@@ -54,13 +50,17 @@ class HardwareTarget:
         HardwareTarget(name='rpi4_int8', runtime='onnxruntime', precision='int8', ...)
     """
 
-    name: str
-    runtime: Runtime = "torch"
-    precision: Precision = "fp32"
-    threads: int = 1
-    batch_size: int = 1
-    resolution: int | None = None
-    resource: str | None = None
+    name: str = spec_field(doc="target name, used as `latency_ms@<name>`")
+    runtime: Runtime = spec_field("torch", doc="runtime the latency is measured with")
+    precision: Precision = spec_field("fp32", doc="fp32, or int8 with real int8 kernels")
+    threads: int = spec_field(1, low=1, high=1024, doc="intra-op threads while timing")
+    batch_size: int = spec_field(1, low=1, high=65_536, doc="images per timed inference")
+    resolution: int | None = spec_field(
+        None, low=1, high=4096, doc="input side (unset: the space's design resolution)"
+    )
+    resource: str | None = spec_field(
+        None, non_empty=True, doc="Ray node resource that pins measurement to a machine"
+    )
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME.match(self.name):
@@ -68,18 +68,7 @@ class HardwareTarget:
                 f"target.name={self.name!r} must be a non-empty identifier "
                 "(letters, digits, '_', '.', '-'; not starting with a digit)"
             )
-        if self.runtime not in RUNTIMES:
-            raise ConfigError(format_choice_error("target.runtime", self.runtime, list(RUNTIMES)))
-        if self.precision not in PRECISIONS:
-            raise ConfigError(
-                format_choice_error("target.precision", self.precision, list(PRECISIONS))
-            )
-        _check_positive_int("target.threads", self.threads)
-        _check_positive_int("target.batch_size", self.batch_size)
-        if self.resolution is not None:
-            _check_positive_int("target.resolution", self.resolution)
-        if self.resource is not None and (not isinstance(self.resource, str) or not self.resource):
-            raise ConfigError(f"target.resource={self.resource!r} must be a non-empty string")
+        check_fields(self, "target.")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, object]) -> HardwareTarget:
@@ -87,7 +76,9 @@ class HardwareTarget:
         allowed = [f.name for f in dataclasses.fields(cls)]
         unknown = sorted(set(data) - set(allowed))
         if unknown:
-            raise ConfigError(f"target keys {unknown} are not among {allowed}")
+            raise ConfigError(
+                f"target.{unknown[0]} is not a valid key; allowed keys: {sorted(allowed)}"
+            )
         if "name" not in data:
             raise ConfigError(f"a target needs a 'name'; given keys {sorted(data)}")
         return cls(**data)  # type: ignore[arg-type]

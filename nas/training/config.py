@@ -12,22 +12,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from nas.errors import ConfigError, format_choice_error
+from nas.errors import ConfigError
+from nas.spec_fields import check_fields, spec_field
 
 OPTIMIZERS: tuple[str, ...] = ("sgd", "adamw")
 LR_SCHEDULES: tuple[str, ...] = ("cosine", "constant")
 PHASES: tuple[str, ...] = ("largest", "kernel", "depth", "width", "bits")
 AUGMENTATIONS: tuple[str, ...] = ("none", "shift")
-
-
-def _positive(key: str, value: object, *, allow_zero: bool = False, integer: bool = False) -> None:
-    kind = int if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kind):
-        raise ConfigError(
-            f"train.{key}={value!r} must be {'an integer' if integer else 'a number'}"
-        )
-    if value < 0 or (value == 0 and not allow_zero):  # type: ignore[operator]
-        raise ConfigError(f"train.{key}={value!r} must be {'>= 0' if allow_zero else '> 0'}")
 
 
 @dataclass(frozen=True)
@@ -57,57 +48,48 @@ class TrainConfig:
         calib_images: Calibration images for BN re-calibration before per-epoch evaluation.
     """
 
-    epochs: int = 12
-    batch_size: int = 64
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 3e-5
-    optimizer: str = "sgd"
-    lr_schedule: str = "cosine"
-    warmup_epochs: int = 0
-    n_random: int = 2
-    distill: bool = True
-    distill_temperature: float = 3.0
-    distill_weight: float = 0.5
-    label_smoothing: float = 0.0
-    augment: str = "none"
-    micro_batches: int = 1
-    grad_clip: float = 0.0
-    phases: tuple[str, ...] = ()
-    phase_epochs: tuple[int, ...] = ()
-    calib_images: int = 256
-    eval_split: str = "val"
-    seed: int = 0
-    keep_checkpoints: int = 2
-    max_failures: int = 2
+    epochs: int = spec_field(12, low=1, high=10_000, doc="training epochs")
+    batch_size: int = spec_field(64, low=1, high=65_536, doc="global batch size")
+    lr: float = spec_field(0.1, low=0.0, low_open=True, high=100.0, doc="peak learning rate")
+    momentum: float = spec_field(0.9, low=0.0, high=1.0, high_open=True, doc="SGD momentum")
+    weight_decay: float = spec_field(3e-5, low=0.0, high=1.0, doc="L2 weight decay")
+    optimizer: str = spec_field("sgd", choices=OPTIMIZERS, doc="optimizer")
+    lr_schedule: str = spec_field("cosine", choices=LR_SCHEDULES, doc="learning-rate schedule")
+    warmup_epochs: int = spec_field(0, low=0, high=10_000, doc="linear warm-up epochs")
+    n_random: int = spec_field(2, low=0, high=64, doc="random subnets per step (sandwich rule)")
+    distill: bool = spec_field(True, doc="in-place distillation from the largest subnet")
+    distill_temperature: float = spec_field(
+        3.0, low=0.0, low_open=True, high=100.0, doc="distillation softmax temperature"
+    )
+    distill_weight: float = spec_field(
+        0.5, low=0.0, high=1.0, doc="share of the distillation loss"
+    )
+    label_smoothing: float = spec_field(
+        0.0, low=0.0, high=1.0, high_open=True, doc="label smoothing"
+    )
+    augment: str = spec_field("none", choices=AUGMENTATIONS, doc="training augmentation")
+    micro_batches: int = spec_field(1, low=1, high=1024, doc="gradient accumulation chunks")
+    grad_clip: float = spec_field(0.0, low=0.0, high=1e6, doc="gradient norm clip (0: off)")
+    phases: tuple[str, ...] = spec_field(
+        (), choices=PHASES, max_items=len(PHASES), doc="progressive shrinking phases, in order"
+    )
+    phase_epochs: tuple[int, ...] = spec_field(
+        (), low=1, high=10_000, max_items=len(PHASES), doc="epochs of each phase"
+    )
+    calib_images: int = spec_field(
+        256, low=1, high=1_000_000, doc="BN re-calibration images per evaluation"
+    )
+    eval_split: str = spec_field("val", choices=("val", "test"), doc="per-epoch evaluation split")
+    seed: int = spec_field(0, low=0, high=2**32 - 1, doc="training seed (default: the spec's)")
+    keep_checkpoints: int = spec_field(2, low=1, high=1000, doc="checkpoints kept on disk")
+    max_failures: int = spec_field(2, low=0, high=100, doc="worker failures Ray Train retries")
 
     def __post_init__(self) -> None:
-        for key in ("epochs", "batch_size", "micro_batches", "calib_images", "keep_checkpoints"):
-            _positive(key, getattr(self, key), integer=True)
-        for key in ("warmup_epochs", "n_random", "seed", "max_failures"):
-            _positive(key, getattr(self, key), integer=True, allow_zero=True)
-        for key in ("lr", "distill_temperature"):
-            _positive(key, getattr(self, key))
-        for key in ("momentum", "weight_decay", "label_smoothing", "grad_clip"):
-            _positive(key, getattr(self, key), allow_zero=True)
-        if not isinstance(self.distill, bool):
-            raise ConfigError(f"train.distill={self.distill!r} must be true or false")
-        if self.optimizer not in OPTIMIZERS:
-            raise ConfigError(format_choice_error("train.optimizer", self.optimizer, OPTIMIZERS))
-        if self.lr_schedule not in LR_SCHEDULES:
+        check_fields(self, "train.")
+        if self.warmup_epochs > self.epochs:
             raise ConfigError(
-                format_choice_error("train.lr_schedule", self.lr_schedule, LR_SCHEDULES)
+                f"train.warmup_epochs={self.warmup_epochs} must be <= train.epochs={self.epochs}"
             )
-        if self.augment not in AUGMENTATIONS:
-            raise ConfigError(format_choice_error("train.augment", self.augment, AUGMENTATIONS))
-        if self.eval_split not in ("val", "test"):
-            raise ConfigError(
-                format_choice_error("train.eval_split", self.eval_split, ["val", "test"])
-            )
-        if not 0 <= self.distill_weight <= 1:
-            raise ConfigError(f"train.distill_weight={self.distill_weight!r} must be in [0, 1]")
-        if self.label_smoothing >= 1:
-            raise ConfigError(f"train.label_smoothing={self.label_smoothing!r} must be < 1")
         if self.batch_size % self.micro_batches:
             raise ConfigError(
                 f"train.batch_size={self.batch_size} must be divisible by "
@@ -116,9 +98,6 @@ class TrainConfig:
         self._check_phases()
 
     def _check_phases(self) -> None:
-        for phase in self.phases:
-            if phase not in PHASES:
-                raise ConfigError(format_choice_error("train.phases", phase, PHASES))
         order = [PHASES.index(p) for p in self.phases]
         if order != sorted(set(order)):
             raise ConfigError(
@@ -129,8 +108,6 @@ class TrainConfig:
                 f"train.phase_epochs={list(self.phase_epochs)!r} needs one entry per phase "
                 f"{list(self.phases)!r}"
             )
-        for n in self.phase_epochs:
-            _positive("phase_epochs", n, integer=True)
         if sum(self.phase_epochs) > self.epochs:
             raise ConfigError(
                 f"train.phase_epochs={list(self.phase_epochs)!r} sum to more than "
@@ -152,4 +129,4 @@ class TrainConfig:
                 raise ConfigError(
                     f"train.{key} is not a valid key; allowed keys: {sorted(allowed)}"
                 )
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})  # type: ignore[arg-type]

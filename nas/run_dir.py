@@ -1,0 +1,196 @@
+"""The run directory's own bookkeeping: who holds it, and which spec each stage was run with.
+
+A run directory is locked for the length of a run (an ``fcntl`` lock on ``.nas-run.lock``, which
+the system releases when the holder dies, so a killed run never leaves a stale lock). Each
+stage records the spec keys it depends on (:data:`STAGE_INPUTS`, cumulative: a stage depends on
+everything its predecessors do) when it starts and when it finishes; a rerun with a spec that
+changed any of them is refused, naming the changed keys, unless ``--force`` moves the stale
+stages' outputs to ``superseded/<time>/`` and redoes them. Paths recorded in markers are
+relative to the run directory, so a run moves or copies as a folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fcntl
+import json
+import os
+import shutil
+import socket
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+from nas.errors import ConfigError
+
+LOCK_FILE = ".nas-run.lock"
+INPUTS_FILE = "INPUTS.json"
+SUPERSEDED_DIR = "superseded"
+STAGE_ORDER: tuple[str, ...] = ("train", "measure", "predictors", "search", "export")
+# Spec keys (prefixes of flattened keys) each stage reads; later stages add to earlier ones.
+STAGE_INPUTS: dict[str, tuple[str, ...]] = {
+    "train": ("seed", "space.", "data.", "train."),
+    "measure": ("measure.", "targets"),
+    "predictors": ("predictors.", "search.objectives", "search.constraints"),
+    "search": ("search.",),
+    "export": ("export.",),
+}
+
+
+class RunLockedError(ConfigError):
+    """Another live run holds the output directory."""
+
+
+class StaleStagesError(ConfigError):
+    """Finished or started stages were run with a spec that differs from this one."""
+
+
+def flatten_spec(spec: Any) -> dict[str, Any]:
+    """Dotted key → JSON value of every spec key, ``[train]`` with its defaults filled in."""
+    from nas.training.config import TrainConfig
+
+    data = dataclasses.asdict(spec)
+    options = data.pop("train")["options"]
+    train = TrainConfig.from_dict({"seed": spec.seed, **dict(options)}).to_dict()
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, Mapping) and key != "targets":
+            for sub, item in value.items():
+                flat[f"{key}.{sub}"] = item
+        else:
+            flat[key] = value
+    flat.update({f"train.{k}": v for k, v in train.items()})
+    return json.loads(json.dumps(flat, default=list))
+
+
+def stage_inputs(spec: Any, stage: str) -> dict[str, Any]:
+    """The flattened spec keys ``stage`` (and every stage before it) depends on."""
+    prefixes = [p for s in STAGE_ORDER[: STAGE_ORDER.index(stage) + 1] for p in STAGE_INPUTS[s]]
+    return {
+        k: v
+        for k, v in flatten_spec(spec).items()
+        if any(k == p or (p.endswith(".") and k.startswith(p)) for p in prefixes)
+    }
+
+
+def changed_keys(recorded: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+    """``key: old → new`` for every key whose value differs (missing keys included)."""
+    lines = []
+    for key in sorted(set(recorded) | set(current)):
+        old, new = recorded.get(key, "<unset>"), current.get(key, "<unset>")
+        if old != new:
+            lines.append(f"{key}: {json.dumps(old)} → {json.dumps(new)}")
+    return lines
+
+
+def recorded_inputs(stage_dir: Path) -> dict[str, Any] | None:
+    """Inputs a stage recorded (DONE.json when finished, else INPUTS.json when started)."""
+    for name in ("DONE.json", INPUTS_FILE):
+        path = stage_dir / name
+        if path.exists():
+            try:
+                data = json.loads(path.read_text())
+            except (ValueError, OSError):
+                return None
+            inputs = data.get("inputs") if isinstance(data, dict) else None
+            return inputs if isinstance(inputs, dict) else None
+    return None
+
+
+def stale_stages(root: Path, spec: Any) -> tuple[list[str], list[str]]:
+    """Stages to redo because their recorded inputs differ, and the changed keys.
+
+    The first stage whose record differs makes every later stage stale too (they consumed its
+    outputs). Stages that recorded nothing (never started) are not reported.
+    """
+    for i, stage in enumerate(STAGE_ORDER):
+        recorded = recorded_inputs(root / stage)
+        if recorded is None:
+            continue
+        changes = changed_keys(recorded, stage_inputs(spec, stage))
+        if changes:
+            later = [s for s in STAGE_ORDER[i:] if (root / s).exists()]
+            return later, changes
+    return [], []
+
+
+def supersede(root: Path, stages: Sequence[str]) -> Path | None:
+    """Move the given stage directories to ``superseded/<UTC time>/`` (nothing is deleted)."""
+    present = [s for s in stages if (root / s).exists()]
+    if not present:
+        return None
+    target = root / SUPERSEDED_DIR / time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    suffix = 0
+    while target.exists():
+        suffix += 1
+        target = target.with_name(f"{target.name.split('.')[0]}.{suffix}")
+    target.mkdir(parents=True)
+    for stage in present:
+        shutil.move(str(root / stage), str(target / stage))
+    return target
+
+
+def relative_to_run(root: Path, path: str | os.PathLike[str]) -> str:
+    """``path`` relative to the run directory (how markers record paths)."""
+    return os.path.relpath(Path(path).resolve(), Path(root).resolve())
+
+
+def inside_run(root: Path, recorded: str) -> Path:
+    """A path a marker recorded, resolved against the run directory (old absolute ones too)."""
+    path = Path(recorded)
+    return path if path.is_absolute() else Path(root) / path
+
+
+class RunLock:
+    """An exclusive lock on a run directory for the life of one run.
+
+    Example:
+        >>> import tempfile
+        >>> with RunLock(Path(tempfile.mkdtemp())):
+        ...     pass
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self._file: IO[str] | None = None
+
+    def __enter__(self) -> RunLock:
+        self.root.mkdir(parents=True, exist_ok=True)
+        path = self.root / LOCK_FILE
+        handle = open(path, "a+")  # held open for the life of the run
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            holder = _holder_text(handle.read())
+            handle.close()
+            raise RunLockedError(
+                f"output_dir={str(self.root)!r} is in use by another run ({holder}); wait for "
+                "it to finish or choose another output_dir"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(
+            json.dumps(
+                {"pid": os.getpid(), "host": socket.gethostname(), "started_at": time.time()}
+            )
+        )
+        handle.flush()
+        self._file = handle
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._file is not None:
+            fcntl.flock(self._file, fcntl.LOCK_UN)
+            self._file.close()
+            self._file = None
+
+
+def _holder_text(text: str) -> str:
+    try:
+        info = json.loads(text)
+        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(info["started_at"])))
+        return f"PID {int(info['pid'])} on host {info['host']!s}, since {started}"
+    except (ValueError, KeyError, TypeError):
+        return "holder unknown"
