@@ -64,7 +64,8 @@ class SpaceSpec:
         "tiny_cnn", choices=_supernet_spaces, doc="registered search space with a supernet"
     )
     options: Mapping[str, Any] = spec_field(
-        default_factory=dict, doc="keyword options of the space's builder (`nas space NAME`)"
+        default_factory=dict,
+        doc="keyword options of the space's builder (search_spaces/<name>.py)",
     )
 
     def __post_init__(self) -> None:
@@ -282,7 +283,8 @@ class ExperimentSpec:
     """A whole experiment: train → measure → fit predictors → search → export."""
 
     name: str = spec_field(
-        "experiment", doc="run name (letters, digits, '_', '.', '-'; the default output_dir)"
+        "experiment",
+        doc="run name (default: the spec file's name); letters, digits, '_', '.', '-'",
     )
     seed: int = spec_field(0, low=0, high=MAX_SEED, doc="seeds sampling, training and search")
     output_dir: str = spec_field(

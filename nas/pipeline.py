@@ -875,7 +875,7 @@ def run_experiment(
         _ = ctx.data  # loads the data and checks it against the space before any output exists
     with RunLock(exp.root):
         if force:
-            first = min([*stale, *stages], key=list(STAGE_FUNCTIONS).index)
+            first = min(stale or stages, key=list(STAGE_FUNCTIONS).index)
             moved = supersede(
                 exp.root, list(STAGE_FUNCTIONS)[list(STAGE_FUNCTIONS).index(first) :]
             )

@@ -195,7 +195,7 @@ class ResultStore:
 
     def _append_bytes(self, payload: bytes) -> None:
         assert self.path is not None
-        with open(self.path, "a+b") as fh:
+        with open(self.path, "a+b", buffering=0) as fh:  # unbuffered: a failure is seen here
             fcntl.flock(fh, fcntl.LOCK_EX)
             try:
                 size = os.fstat(fh.fileno()).st_size
@@ -205,8 +205,9 @@ class ResultStore:
                     self._valid_bytes = self._merge(fh.read(), warn=False)
                 try:
                     fh.truncate(self._valid_bytes)
-                    fh.write(payload)  # "a" mode: lands at the end, after the truncation
-                    fh.flush()
+                    view = memoryview(payload)
+                    while view:  # "a" mode: lands at the end; a short write continues
+                        view = view[fh.write(view) :]
                     os.fsync(fh.fileno())
                 except OSError as exc:
                     fh.truncate(self._valid_bytes)

@@ -99,20 +99,24 @@ def recorded_inputs(stage_dir: Path) -> dict[str, Any] | None:
 
 
 def stale_stages(root: Path, spec: Any) -> tuple[list[str], list[str]]:
-    """Stages to redo because their recorded inputs differ, and the changed keys.
+    """Stages to redo because their recorded inputs differ, and every changed key.
 
     The first stage whose record differs makes every later stage stale too (they consumed its
     outputs). Stages that recorded nothing (never started) are not reported.
     """
+    first: int | None = None
+    changes: list[str] = []
     for i, stage in enumerate(STAGE_ORDER):
         recorded = recorded_inputs(root / stage)
         if recorded is None:
             continue
-        changes = changed_keys(recorded, stage_inputs(spec, stage))
-        if changes:
-            later = [s for s in STAGE_ORDER[i:] if (root / s).exists()]
-            return later, changes
-    return [], []
+        differences = changed_keys(recorded, stage_inputs(spec, stage))
+        if differences and first is None:
+            first = i
+        changes += [line for line in differences if line not in changes]
+    if first is None:
+        return [], []
+    return [s for s in STAGE_ORDER[first:] if (root / s).exists()], changes
 
 
 def supersede(root: Path, stages: Sequence[str]) -> Path | None:

@@ -64,11 +64,18 @@ class Rule:
         """``[0, 1)``-style text of the bounds, or ``""`` when unbounded."""
         if self.low is None and self.high is None:
             return ""
-        low = "-inf" if self.low is None else f"{self.low:g}"
-        high = "inf" if self.high is None else f"{self.high:g}"
+        low = "-inf" if self.low is None else _number(self.low)
+        high = "inf" if self.high is None else _number(self.high)
         opening = "(" if self.low_open or self.low is None else "["
         closing = ")" if self.high_open or self.high is None else "]"
         return f"{opening}{low}, {high}{closing}"
+
+
+def _number(value: float) -> str:
+    """Exact integers with separators (4,294,967,295), other numbers in short form."""
+    if float(value).is_integer() and abs(value) < 1e15:
+        return f"{int(value):,}"
+    return f"{value:g}"
 
 
 def spec_field(

@@ -274,7 +274,7 @@ def _check_exports(exp: ResolvedExperiment, front: pd.DataFrame) -> None:
         if config.key in by_key.index:
             for key, value in card["metrics"]["predicted"].items():
                 assert value == pytest.approx(by_key.loc[config.key, f"{key}.predicted"])
-        assert card["supernet_checkpoint"] == str(checkpoint)
+        assert inside_run(exp.root, card["supernet_checkpoint"]) == checkpoint
         assert card["supernet_checkpoint_sha256"] == _checkpoint_sha256(checkpoint)
         assert card["weights_sha256"] == file_sha256(directory / "model.safetensors")
         assert card["seed"] == spec.seed
@@ -331,7 +331,7 @@ def _check_changed_spec_and_moved_run(
     changed = dataclasses.replace(
         spec,
         search=dataclasses.replace(spec.search, budget=spec.search.budget + 8),
-        predictors=dataclasses.replace(spec.predictors, kind="ridge"),
+        predictors=dataclasses.replace(spec.predictors, kind="gbr"),
     )
     with pytest.raises(StaleStagesError) as info:
         run_experiment(changed, log=lambda _: None)

@@ -289,3 +289,10 @@ def test_hand_made_bad_specs_are_refused(name: str, tmp_path: Path) -> None:
     make, named = HAND_MADE[name]
     spec_file = make(tmp_path)
     _refused(tmp_path, spec_file, named)
+
+
+def test_the_spec_reference_is_current() -> None:
+    from nas.spec_reference import render
+
+    reference = Path(__file__).resolve().parents[1] / "docs" / "spec.md"
+    assert reference.read_text() == render(), "run: python -m nas.spec_reference > docs/spec.md"

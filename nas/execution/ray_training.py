@@ -13,6 +13,7 @@ Ray Train requires of ``storage_path``.
 
 from __future__ import annotations
 
+import errno
 import shutil
 import tempfile
 import threading
@@ -28,7 +29,7 @@ from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig, Sc
 from ray.train.torch import TorchConfig, TorchTrainer
 
 from nas.data import ImageData
-from nas.errors import ConfigError
+from nas.errors import ConfigError, StorageError
 from nas.execution.placement import ensure_ray
 from nas.space import SearchSpace
 from nas.training.checkpoint import latest_checkpoint, load_checkpoint
@@ -262,13 +263,46 @@ def train_supernet(  # noqa: D417
         ),
     )
     with EpochPrinter(run_dir / METRICS_FILE, config.epochs):
-        result = trainer.fit()
+        try:
+            result = trainer.fit()
+        except Exception as exc:
+            raise _as_storage_error(exc, ray_dir) from exc
     if result.error is not None:
-        raise result.error
+        raise _as_storage_error(result.error, ray_dir) from result.error
     final = latest_checkpoint(ray_dir)
     if final is None:
         raise RuntimeError(f"training finished without a checkpoint under {ray_dir}")
     return _result(run_dir, final, config)
+
+
+WRITE_FAILURES = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+
+
+def _as_storage_error(exc: BaseException, ray_dir: Path) -> BaseException:
+    """A failed checkpoint write inside a worker as one StorageError line; others unchanged.
+
+    Ray wraps a worker's exception (task errors, worker-group errors, causes); the write
+    failure is found by walking those links.
+    """
+    seen: set[int] = set()
+    todo: list[object] = [exc]
+    while todo:
+        error = todo.pop()
+        if not isinstance(error, BaseException) or id(error) in seen:
+            continue
+        seen.add(id(error))
+        if isinstance(error, StorageError) or (
+            isinstance(error, OSError) and error.errno in WRITE_FAILURES
+        ):
+            return StorageError(
+                f"training could not write a checkpoint under {ray_dir}: "
+                f"{error.strerror or error}; verified checkpoints are kept (rerun to resume)"
+            )
+        todo += [error.__cause__, error.__context__, getattr(error, "cause", None)]
+        failures = getattr(error, "worker_failures", None)
+        if isinstance(failures, dict):
+            todo += list(failures.values())
+    return exc
 
 
 def _result(run_dir: Path, checkpoint: Path, config: TrainConfig) -> TrainResult:
