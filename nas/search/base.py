@@ -308,17 +308,18 @@ def run_search(
             size = chunk_size or max(len(to_run), 1)
             for start in range(0, len(to_run), size):
                 chunk = to_run[start : start + size]
-                results = executor.map(evaluator.fn, chunk)
+
+                def record(index: int, row: Mapping[str, float], chunk=chunk) -> None:
+                    # durable as each evaluation finishes: a kill loses only those in flight
+                    config = chunk[index]
+                    store.extend(
+                        _records(store, config, _check_row(row, evaluator, config), source)
+                    )
+
+                results = executor.map(evaluator.fn, chunk, on_result=record)
                 checked = [
                     _check_row(r, evaluator, c) for r, c in zip(results, chunk, strict=True)
                 ]
-                store.extend(
-                    [
-                        e
-                        for c, r in zip(chunk, checked, strict=True)
-                        for e in _records(store, c, r, source)
-                    ]
-                )
                 for c, r in zip(chunk, checked, strict=True):
                     rows[c.key] = {k: r[k] for k in keys}
                 n_fresh += len(chunk)
