@@ -2,7 +2,7 @@
 
 A bundle directory holds one saved predictor per metric and an optional archive::
 
-    bundle.json           # format, space fingerprint, predictor names, archive file
+    bundle.json           # format + version, space fingerprint, predictor names, archive file
     top1/                 # a predictor directory (see predictors.persistence)
     latency_ms@cpu_fp32/
     pareto.jsonl          # optional: {"config": {...}, "metrics": {...}} per line
@@ -23,8 +23,14 @@ from typing import Any
 
 import numpy as np
 
-from nas.errors import ConfigError, IncompatibleArtifactError, format_choice_error
+from nas.errors import (
+    ConfigError,
+    IncompatibleArtifactError,
+    MissingArtifactError,
+    format_choice_error,
+)
 from nas.pareto import non_dominated
+from nas.safe_files import read_json_object, require, resolve_inside
 from nas.space import SearchSpace
 from nas.subnet import SubnetConfig
 from predictors.persistence import load_predictor, refuse_unsafe_files, save_predictor
@@ -32,6 +38,7 @@ from predictors.predictor import ConfigLike, Predictor
 from predictors.quality import write_json_atomic
 
 BUNDLE_FILE = "bundle.json"
+BUNDLE_VERSION = 1
 ARCHIVE_FILE = "pareto.jsonl"
 LATENCY_METRIC = "latency_ms"
 
@@ -200,6 +207,7 @@ class Predictors:
             directory / BUNDLE_FILE,
             {
                 "format": "nas-predictors",
+                "format_version": BUNDLE_VERSION,
                 "space_fingerprint": self.space_fingerprint,
                 "predictors": list(self.names),
                 "archive": ARCHIVE_FILE if self.archive else None,
@@ -209,27 +217,76 @@ class Predictors:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], *, space: SearchSpace | None = None) -> Predictors:
-        """Load a bundle saved by :meth:`save` (each predictor via ``load_predictor``)."""
+        """Load a bundle saved by :meth:`save` (each predictor via ``load_predictor``).
+
+        Raises:
+            UnsafeFileError: pickle-like files, or a predictor or archive named outside the
+                bundle directory.
+            IncompatibleArtifactError: a malformed ``bundle.json`` or archive, or a predictor
+                that does not load or does not belong to the bundle.
+        """
         directory = Path(path)
         index_path = directory / BUNDLE_FILE
         if not index_path.is_file():
-            raise ConfigError(f"{directory} is not a predictor bundle: {BUNDLE_FILE} is missing")
+            raise MissingArtifactError(
+                f"{directory} is not a predictor bundle: {BUNDLE_FILE} is missing"
+            )
         refuse_unsafe_files(directory)
-        index = json.loads(index_path.read_text())
-        if not isinstance(index, dict) or index.get("format") != "nas-predictors":
-            raise ConfigError(f"{index_path} is not a bundle index (format != 'nas-predictors')")
-        loaded = [load_predictor(directory / name, space=space) for name in index["predictors"]]
-        for predictor in loaded:
-            if predictor.space_fingerprint != index["space_fingerprint"]:
+        index = read_json_object(index_path, what="predictor bundle index")
+        if index.get("format") != "nas-predictors":
+            raise IncompatibleArtifactError(
+                f"{index_path} is not a bundle index: format={index.get('format')!r} is not "
+                "'nas-predictors'"
+            )
+        version = index.get("format_version", BUNDLE_VERSION)  # absent in the first bundles
+        if isinstance(version, bool) or version != BUNDLE_VERSION:
+            raise IncompatibleArtifactError(
+                f"{index_path}: format_version={version!r} is not one of [{BUNDLE_VERSION}]"
+            )
+        fingerprint = require(index, "space_fingerprint", str, file=index_path)
+        names = require(index, "predictors", list, file=index_path)
+        if not names:
+            raise IncompatibleArtifactError(f"{index_path}: predictors is empty")
+        repeated = sorted({str(n) for n in names if names.count(n) > 1})
+        if repeated:
+            raise IncompatibleArtifactError(f"{index_path}: predictors lists {repeated} twice")
+        loaded = []
+        for i, name in enumerate(names):
+            predictor_dir = resolve_inside(
+                directory, name, file=index_path, key=f"predictors[{i}]"
+            )
+            if not predictor_dir.is_dir():
                 raise IncompatibleArtifactError(
-                    f"{directory / predictor.name}: space fingerprint "
-                    f"{predictor.space_fingerprint} differs from the bundle's "
-                    f"{index['space_fingerprint']}"
+                    f"{index_path}: predictors[{i}]={name!r} is not a predictor directory"
                 )
+            predictor = load_predictor(predictor_dir, space=space)
+            if predictor.name != name:
+                raise IncompatibleArtifactError(
+                    f"{predictor_dir}: holds the predictor {predictor.name!r}, but {index_path} "
+                    f"lists it as {name!r}"
+                )
+            if predictor.space_fingerprint != fingerprint:
+                raise IncompatibleArtifactError(
+                    f"{predictor_dir}: space fingerprint {predictor.space_fingerprint} differs "
+                    f"from the bundle's {fingerprint}"
+                )
+            loaded.append(predictor)
+        archive_name = require(index, "archive", (str, type(None)), file=index_path)
         archive = None
-        if index.get("archive"):
-            archive = read_archive(directory / str(index["archive"]))
-        return cls(loaded, archive=archive)
+        archive_path = index_path
+        if archive_name is not None:
+            archive_path = resolve_inside(directory, archive_name, file=index_path, key="archive")
+            if not archive_path.is_file():
+                raise IncompatibleArtifactError(
+                    f"{index_path}: archive {archive_name!r} is missing"
+                )
+            archive = read_archive(archive_path)
+        try:
+            return cls(loaded, archive=archive)
+        except IncompatibleArtifactError:
+            raise
+        except (ConfigError, ValueError, TypeError, KeyError) as exc:
+            raise IncompatibleArtifactError(f"{archive_path}: {exc}") from exc
 
 
 def write_archive(path: str | os.PathLike[str], records: Sequence[Mapping[str, Any]]) -> Path:
@@ -249,15 +306,33 @@ def write_archive(path: str | os.PathLike[str], records: Sequence[Mapping[str, A
 
 
 def read_archive(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Read archive records from JSONL (blank lines ignored)."""
+    """Read archive records from JSONL (blank lines ignored).
+
+    Raises:
+        IncompatibleArtifactError: the file is unreadable, not UTF-8, or a line is not a JSON
+            object (the message names the line).
+    """
+    try:
+        text = Path(path).read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise IncompatibleArtifactError(f"{path} cannot be read: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise IncompatibleArtifactError(
+            f"{path} is not UTF-8 text (bad byte at offset {exc.start})"
+        ) from exc
     records = []
-    for lineno, line in enumerate(Path(path).read_text().splitlines(), start=1):
+    for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{path}:{lineno} is not valid JSON: {exc}") from exc
+            record = json.loads(line)
+        except (json.JSONDecodeError, RecursionError) as exc:
+            raise IncompatibleArtifactError(f"{path}:{lineno} is not valid JSON: {exc}") from exc
+        if not isinstance(record, dict):
+            raise IncompatibleArtifactError(
+                f"{path}:{lineno} is a JSON {type(record).__name__}, not a record object"
+            )
+        records.append(record)
     return records
 
 

@@ -7,19 +7,21 @@ A saved predictor is a directory::
     quality.json                 # the held-out QualityReport (also inside the manifest)
     predicted_vs_measured.png    # optional plot of the held-out predictions
 
-Loading refuses, with a message naming what differs:
+Loading refuses, with a message naming the file and what differs:
 
-* a model file that is not a skops archive (a pickle, say) or whose hash differs from the manifest,
-  and any pickle-like file (``*.pkl``, ``*.pickle``, ``*.joblib``) in the directory;
-* types outside :data:`TRUSTED_TYPES` inside the archive;
-* a manifest written by other scikit-learn / skops versions (major.minor), or for another
-  search space (fingerprint and the dimensions that differ).
+* :class:`~nas.errors.UnsafeFileError`: any pickle-like file in the directory (by name, see
+  :data:`~nas.safe_files.PICKLE_SUFFIXES`, or by content), a ``model_file`` outside the
+  directory, a model file that is not a skops archive or whose hash differs from the manifest,
+  object arrays or types outside :data:`TRUSTED_TYPES` inside the archive;
+* :class:`~nas.errors.IncompatibleArtifactError`: a manifest that is not complete JSON or lacks
+  a field or has one of the wrong type, a damaged archive, other scikit-learn / skops versions
+  (major.minor), or another search space (fingerprint and the dimensions that differ).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
+import io
 import os
 import platform
 import tempfile
@@ -35,7 +37,21 @@ import skops.io as sio
 from sklearn.pipeline import Pipeline
 from skops.io.exceptions import UntrustedTypesFoundException
 
-from nas.errors import ConfigError, IncompatibleArtifactError, UnsafeFileError
+from nas import safe_files
+from nas.errors import (
+    ConfigError,
+    IncompatibleArtifactError,
+    MissingArtifactError,
+    UnsafeFileError,
+)
+from nas.safe_files import PICKLE_SUFFIXES as PICKLE_SUFFIXES  # re-exported
+from nas.safe_files import (
+    looks_like_pickle,
+    read_json_object,
+    require,
+    require_sha256,
+    resolve_inside,
+)
 from nas.space import Choice, SearchSpace
 from predictors.features import ENCODINGS, feature_schema
 from predictors.predictor import Predictor
@@ -46,7 +62,6 @@ MODEL_FILE = "model.skops"
 MANIFEST_FILE = "manifest.json"
 QUALITY_FILE = "quality.json"
 PLOT_FILE = "predicted_vs_measured.png"
-PICKLE_SUFFIXES: tuple[str, ...] = (".pkl", ".pickle", ".joblib", ".pt", ".pth", ".dill")
 
 TRUSTED_TYPES: tuple[str, ...] = (
     "predictors.features.cell_disconnected",
@@ -170,6 +185,8 @@ def _write_bytes_atomic(path: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -236,25 +253,54 @@ def save_predictor(  # noqa: D417
 
 
 # -- load ---------------------------------------------------------------------------------------
+LOADS = "a skops archive named by manifest.json"
+
+
 def _looks_like_pickle(head: bytes) -> bool:
-    return head[:1] == b"\x80" or (head[:1] in (b"c", b"(", b"]", b"}") and b"\n" in head)
+    return looks_like_pickle(head, complete=False)
 
 
 def refuse_unsafe_files(directory: Path) -> None:
     """Raise :class:`UnsafeFileError` if the directory holds pickle-like files."""
-    for file in sorted(directory.iterdir()):
-        if file.suffix.lower() in PICKLE_SUFFIXES:
-            raise UnsafeFileError(
-                f"{file} looks like a pickle ({file.suffix}); predictors are only loaded from "
-                f"skops archives with a manifest, so this directory is refused"
+    safe_files.refuse_unsafe_files(directory, loads=LOADS)
+
+
+def _check_space_schema(schema: Any, *, file: Path) -> None:
+    if not isinstance(schema, Mapping):
+        raise IncompatibleArtifactError(f"{file}: space must be an object")
+    require(schema, "name", str, file=file, prefix="space.")
+    require(schema, "fingerprint", str, file=file, prefix="space.")
+    dims = require(schema, "dims", list, file=file, prefix="space.")
+    for i, dim in enumerate(dims):
+        prefix = f"space.dims[{i}]."
+        require(dim, "name", str, file=file, prefix=prefix)
+        if not require(dim, "options", list, file=file, prefix=prefix):
+            raise IncompatibleArtifactError(f"{file}: {prefix}options is empty")
+        require(dim, "ordered", bool, file=file, prefix=prefix)
+        active_if = require(dim, "active_if", (list, type(None)), file=file, prefix=prefix)
+        if active_if is not None and (
+            len(active_if) != 2
+            or not isinstance(active_if[0], str)
+            or not isinstance(active_if[1], int)
+            or isinstance(active_if[1], bool)
+        ):
+            raise IncompatibleArtifactError(
+                f"{file}: {prefix}active_if must be [dimension name, integer], got {active_if!r}"
             )
 
 
 def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Parse and check the manifest of a saved predictor (no model is loaded)."""
+    """Parse and check the manifest of a saved predictor (no model is loaded).
+
+    Raises:
+        UnsafeFileError: ``path`` is a file (a pickle, say), not a predictor directory.
+        IncompatibleArtifactError: the manifest is missing, not JSON, of another format or
+            version, or a field is missing or of the wrong type.
+    """
     directory = Path(path)
     if directory.is_file():
-        head = directory.read_bytes()[:64]
+        with open(directory, "rb") as fh:
+            head = fh.read(safe_files.HEAD_BYTES)
         kind = "a pickle" if _looks_like_pickle(head) else "a file"
         raise UnsafeFileError(
             f"{directory} is {kind}, not a predictor directory with {MANIFEST_FILE} and "
@@ -262,23 +308,71 @@ def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
         )
     manifest_path = directory / MANIFEST_FILE
     if not manifest_path.is_file():
-        raise ConfigError(f"{directory} is not a saved predictor: {MANIFEST_FILE} is missing")
-    try:
-        manifest = json.loads(manifest_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{manifest_path} is not valid JSON: {exc}") from exc
-    if not isinstance(manifest, dict) or manifest.get("format") != "nas-predictor":
-        raise ConfigError(
-            f"{manifest_path} is not a predictor manifest (format != 'nas-predictor')"
+        raise MissingArtifactError(
+            f"{directory} is not a saved predictor: {MANIFEST_FILE} is missing"
         )
-    if manifest.get("format_version") != FORMAT_VERSION:
+    manifest = read_json_object(manifest_path, what="predictor manifest")
+    if manifest.get("format") != "nas-predictor":
         raise IncompatibleArtifactError(
-            f"{manifest_path}: format_version={manifest.get('format_version')!r} is not one of "
+            f"{manifest_path} is not a predictor manifest: format={manifest.get('format')!r} "
+            "is not 'nas-predictor'"
+        )
+    if require(manifest, "format_version", int, file=manifest_path) != FORMAT_VERSION:
+        raise IncompatibleArtifactError(
+            f"{manifest_path}: format_version={manifest['format_version']!r} is not one of "
             f"[{FORMAT_VERSION}]"
         )
-    if manifest.get("features", {}).get("encoding") not in ENCODINGS:
-        raise ConfigError(f"{manifest_path}: features.encoding is not one of {list(ENCODINGS)}")
+    for key, kinds in (
+        ("metric", str),
+        ("target", (str, type(None))),
+        ("kind", str),
+        ("model_file", str),
+        ("versions", dict),
+        ("space", dict),
+        ("features", dict),
+        ("quality", (dict, type(None))),
+    ):
+        require(manifest, key, kinds, file=manifest_path)
+    require_sha256(manifest, "model_sha256", file=manifest_path)
+    for lib in CHECKED_LIBRARIES:
+        require(manifest["versions"], lib, str, file=manifest_path, prefix="versions.")
+    _check_space_schema(manifest["space"], file=manifest_path)
+    features = manifest["features"]
+    encoding = require(features, "encoding", str, file=manifest_path, prefix="features.")
+    if encoding not in ENCODINGS:
+        raise IncompatibleArtifactError(
+            f"{manifest_path}: features.encoding={encoding!r} is not one of {list(ENCODINGS)}"
+        )
     return manifest
+
+
+def _untrusted_types(data: bytes, model_path: Path) -> list[str]:
+    """Types in the archive outside :data:`TRUSTED_TYPES` (read from its schema, nothing built)."""
+    try:
+        found = sio.get_untrusted_types(data=data)
+    except Exception as exc:  # a damaged zip or schema fails in many ways, all of them damage
+        raise IncompatibleArtifactError(
+            f"{model_path} is a damaged skops archive ({type(exc).__name__}: {exc})"
+        ) from exc
+    return sorted(set(found) - set(TRUSTED_TYPES))
+
+
+def _load_pipeline(data: bytes, model_path: Path) -> Pipeline:
+    untrusted = _untrusted_types(data, model_path)
+    if untrusted:
+        raise UnsafeFileError(f"{model_path} contains untrusted types: {untrusted}")
+    try:
+        pipeline = sio.loads(data, trusted=list(TRUSTED_TYPES))
+    except UntrustedTypesFoundException as exc:
+        raise UnsafeFileError(f"{model_path} contains untrusted types: {exc}") from exc
+    except Exception as exc:  # skops rebuilds objects from a damaged schema in many ways
+        raise IncompatibleArtifactError(
+            f"{model_path} cannot be rebuilt by skops {skops.__version__} "
+            f"({type(exc).__name__}: {exc}); the archive is damaged"
+        ) from exc
+    if not isinstance(pipeline, Pipeline):
+        raise UnsafeFileError(f"{model_path} holds a {type(pipeline).__name__}, not a Pipeline")
+    return pipeline
 
 
 def load_predictor(path: str | os.PathLike[str], *, space: SearchSpace | None = None) -> Predictor:
@@ -290,14 +384,17 @@ def load_predictor(path: str | os.PathLike[str], *, space: SearchSpace | None = 
             the space is rebuilt from the manifest's schema.
 
     Raises:
-        UnsafeFileError: pickle-like files, a model that is not a skops archive, a hash mismatch
-            or untrusted types in the archive.
-        IncompatibleArtifactError: other library versions or another search space.
+        UnsafeFileError: pickle-like files, a model path outside the directory, a model that is
+            not a skops archive, a hash mismatch or untrusted types in the archive.
+        IncompatibleArtifactError: a malformed manifest or archive, other library versions or
+            another search space.
     """
     directory = Path(path)
+    if directory.is_dir():
+        refuse_unsafe_files(directory)
     manifest = read_manifest(directory)
-    refuse_unsafe_files(directory)
-    check_versions(manifest.get("versions", {}), where=str(directory))
+    manifest_path = directory / MANIFEST_FILE
+    check_versions(manifest["versions"], where=str(directory))
     saved_schema = manifest["space"]
     if space is not None:
         current = space_schema(space)
@@ -306,31 +403,47 @@ def load_predictor(path: str | os.PathLike[str], *, space: SearchSpace | None = 
                 f"{directory}: predictor was trained on another search space: "
                 f"{describe_space_difference(saved_schema, current)}"
             )
-    model_path = directory / str(manifest.get("model_file", MODEL_FILE))
-    if model_path.parent != directory or not model_path.is_file():
-        raise ConfigError(f"{directory}: model file {model_path.name!r} is missing")
-    data = model_path.read_bytes()
-    if not zipfile.is_zipfile(model_path):
-        kind = "a pickle" if _looks_like_pickle(data[:64]) else "not a skops archive"
+    model_path = resolve_inside(
+        directory, manifest["model_file"], file=manifest_path, key="model_file"
+    )
+    if not model_path.is_file():
+        raise IncompatibleArtifactError(
+            f"{manifest_path}: model_file {manifest['model_file']!r} is missing"
+        )
+    try:
+        data = model_path.read_bytes()
+    except OSError as exc:
+        raise IncompatibleArtifactError(
+            f"{model_path} cannot be read: {exc.strerror or exc}"
+        ) from exc
+    if not data.startswith(b"PK\x03\x04") or not zipfile.is_zipfile(io.BytesIO(data)):
+        kind = "a pickle" if _looks_like_pickle(data[:4096]) else "not a skops archive"
         raise UnsafeFileError(f"{model_path} is {kind}; only skops archives are loaded")
-    if hashlib.sha256(data).hexdigest() != manifest.get("model_sha256"):
+    if hashlib.sha256(data).hexdigest() != manifest["model_sha256"]:
         raise UnsafeFileError(
             f"{model_path} does not match the sha256 recorded in {MANIFEST_FILE}; "
             "the model was replaced after saving"
         )
+    found = safe_files.pickle_content(model_path)
+    if found is not None:
+        raise UnsafeFileError(f"{model_path} is a pickle ({found}); only skops archives load")
+    pipeline = _load_pipeline(data, model_path)
     try:
-        pipeline = sio.loads(data, trusted=list(TRUSTED_TYPES))
-    except UntrustedTypesFoundException as exc:
-        raise UnsafeFileError(f"{model_path} contains untrusted types: {exc}") from exc
-    if not isinstance(pipeline, Pipeline):
-        raise UnsafeFileError(f"{model_path} holds a {type(pipeline).__name__}, not a Pipeline")
-    quality = manifest.get("quality")
-    return Predictor(
-        space=space if space is not None else space_from_schema(saved_schema),
-        pipeline=pipeline,
-        metric=str(manifest["metric"]),
-        target=manifest.get("target"),
-        kind=str(manifest.get("kind", "")),
-        quality=QualityReport.from_dict(quality) if quality is not None else None,
-        space_fingerprint=str(saved_schema["fingerprint"]),
-    )
+        rebuilt = space if space is not None else space_from_schema(saved_schema)
+        quality = manifest["quality"]
+        return Predictor(
+            space=rebuilt,
+            pipeline=pipeline,
+            metric=str(manifest["metric"]),
+            target=manifest["target"],
+            kind=manifest["kind"],
+            quality=QualityReport.from_dict(quality) if quality is not None else None,
+            space_fingerprint=str(saved_schema["fingerprint"]),
+        )
+    except (ConfigError, KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        if isinstance(exc, IncompatibleArtifactError):
+            raise
+        raise IncompatibleArtifactError(
+            f"{directory}: the manifest and model do not make a predictor "
+            f"({type(exc).__name__}: {exc})"
+        ) from exc
