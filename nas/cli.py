@@ -144,6 +144,35 @@ def _cmd_targets(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_space(args: argparse.Namespace) -> int:
+    from nas.space_summary import build_named_space, format_summary, space_summary
+
+    try:
+        options = json.loads(args.options) if args.options else {}
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"--options is not valid JSON: {exc.msg}") from exc
+    if not isinstance(options, dict):
+        raise ConfigError(f"--options={args.options!r} must be a JSON object")
+    summary = space_summary(build_named_space(args.name, options))
+    print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from nas.run_status import format_status, run_status
+
+    status = run_status(Path(args.output_dir))
+    print(json.dumps(status, indent=2, default=str) if args.json else format_status(status))
+    return 0
+
+
+def _cmd_runs(args: argparse.Namespace) -> int:
+    from nas.run_status import format_runs
+
+    print(format_runs(Path(args.folder)))
+    return 0
+
+
 def _cmd_submit(args: argparse.Namespace) -> int:
     from nas.execution.ray_jobs import submit_experiment
 
@@ -200,6 +229,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000)
     p.set_defaults(func=_cmd_serve)
 
+    p = sub.add_parser("space", help="a search space's dimensions, values, smallest/largest")
+    p.add_argument("name", help="registered space, e.g. fashion_cnn")
+    p.add_argument("--options", help="builder options as JSON, e.g. '{\"bits\": [8, 32]}'")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=_cmd_space)
+
+    p = sub.add_parser("status", help="stages, counts and front of a run directory")
+    p.add_argument("output_dir", help="a run directory, e.g. runs/default")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=_cmd_status)
+
+    p = sub.add_parser("runs", help="list the run directories under a folder")
+    p.add_argument("folder", nargs="?", default="runs", help="default: runs")
+    p.set_defaults(func=_cmd_runs)
+
     p = sub.add_parser("targets", help="list the built-in hardware targets")
     p.set_defaults(func=_cmd_targets)
 
@@ -223,6 +267,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StorageError as exc:  # the run directory could not be written; what was, holds
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # the reader (`| head`) left; not an error of ours
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

@@ -167,7 +167,7 @@ class RunLock:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             handle.seek(0)
-            holder = _holder_text(handle.read())
+            holder = holder_text(handle.read())
             handle.close()
             raise RunLockedError(
                 f"output_dir={str(self.root)!r} is in use by another run ({holder}); wait for "
@@ -191,7 +191,7 @@ class RunLock:
             self._file = None
 
 
-def _holder_text(text: str) -> str:
+def holder_text(text: str) -> str:
     try:
         info = json.loads(text)
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(info["started_at"])))
