@@ -198,3 +198,74 @@ def test_two_writers_appending_to_one_store_keep_every_record(tmp_path: Path) ->
         store.append(Evaluation(SubnetConfig.from_dict({"i": i}), "any", {"value": float(i)}))
     assert len(ResultStore(path)) == 20
     assert len(path.read_text().splitlines()) == 20
+
+
+def _mount_small_tmpfs(path: Path, size: str) -> bool:
+    path.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+        capture_output=True,
+        check=False,
+    )
+    return done.returncode == 0
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+@pytest.mark.timeout(900)
+def test_a_full_disk_while_checkpointing_then_a_resume_that_completes(tmp_path: Path) -> None:
+    """The disk fills after the first checkpoint: one error line, exit 1; then a rerun finishes."""
+    disk = tmp_path / "disk"
+    if not _mount_small_tmpfs(disk, "64m"):
+        pytest.skip("cannot mount a tmpfs here (needs root and CAP_SYS_ADMIN)")
+    try:
+        run_dir = disk / "run"
+        spec = {
+            **BASE_SPEC,
+            "output_dir": str(run_dir),
+            "train": {"epochs": 6, "batch_size": 32, "max_failures": 0, "keep_checkpoints": 6},
+        }
+        spec_file = tmp_path / "spec.toml"
+        spec_file.write_text(to_toml(spec))
+        command = [sys.executable, "-m", "nas", "train", str(spec_file)]
+        env = {**os.environ, "RAY_ADDRESS": "local"}
+        first = subprocess.Popen(
+            command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        attempt = run_dir / "train" / "ray" / "attempt_000"
+        try:
+            _wait_for(
+                lambda: any(attempt.glob("epoch_*/state.json")) or first.poll() is not None,
+                300,
+                "a checkpoint",
+            )
+            filler = disk / "filler"
+            with open(filler, "wb") as fh:  # leave the next checkpoint no room
+                free = os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize
+                os.posix_fallocate(fh.fileno(), 0, max(free - 16 * 1024, 1))
+            _, stderr = first.communicate(timeout=300)
+        finally:
+            if first.poll() is None:
+                first.kill()
+                first.wait()
+        lines = [line for line in stderr.splitlines() if line.strip()]
+        assert first.returncode == 1, stderr[-3000:]
+        assert lines[-1].startswith("error: ") and "No space left on device" in lines[-1], lines[
+            -5:
+        ]
+        assert not (run_dir / "train" / "DONE.json").exists()
+
+        filler.unlink()
+        second = subprocess.run(
+            command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600, check=False
+        )
+        assert second.returncode == 0, second.stdout[-2000:] + second.stderr[-3000:]
+        done = json.loads((run_dir / "train" / "DONE.json").read_text())
+        from nas.run_dir import inside_run
+        from nas.training.checkpoint import load_checkpoint
+
+        assert load_checkpoint(inside_run(run_dir, done["checkpoint"])).epoch == 6
+        attempts = sorted(p.name for p in (run_dir / "train" / "ray").glob("attempt_*"))
+        assert attempts == ["attempt_000", "attempt_001"]  # resumed, not restarted
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
