@@ -351,6 +351,11 @@ def _check_changed_spec_and_moved_run(
     assert len(exported_paths(exp.stage_dir("export"))) <= 2
 
     # the run directory moves as a folder: every stage skipped, its own weights loaded
+    original = str(exp.root.resolve())
+    for f in exp.root.rglob("*"):
+        ray_own = "ray" in f.relative_to(exp.root).parts  # Ray Train's bookkeeping
+        if f.suffix in (".json", ".jsonl", ".csv") and not ray_own and f.name != "spec.json":
+            assert original not in f.read_text(), f"{f} records an absolute path"
     moved = tmp_path / "moved"
     shutil.move(str(exp.root), str(moved))
     log.clear()
