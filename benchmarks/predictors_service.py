@@ -17,9 +17,10 @@ Measured, all in one run:
    to ``GET /health`` (the HTTP floor: no prediction) and, in-process on the same configs,
    ``Predictors.predict`` (the work without HTTP) and the stock path (encode, then each
    predictor's scikit-learn ``Pipeline.predict``);
-2. a bounded load test: ``--load-requests`` requests of 1..100 configs from ``--concurrency``
-   client threads; an error is an exception, a status other than 200, a wrong number of
-   predictions or a prediction that differs from the in-process one;
+2. a bounded load test at each of ``--concurrency`` (default 1 and 8 client threads, each with
+   its own keep-alive connection): ``--load-requests`` requests of 1..100 configs, p50/p99
+   latency and the error count; an error is an exception, a status other than 200, a wrong
+   number of predictions or a prediction that differs from the in-process one;
 3. bad input (malformed JSON, unknown keys, out-of-space values, wrong types, unknown metric, an
    oversized batch): each must answer 422 with the key in ``detail[0].loc``, and a valid request
    right after it must answer 200;
@@ -313,7 +314,9 @@ def main() -> None:
     parser.add_argument("--bundle", choices=sorted(BUNDLES), default="nb201")
     parser.add_argument("--repeats", type=int, default=1000, help="requests of 1 config")
     parser.add_argument("--load-requests", type=int, default=2000)
-    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument(
+        "--concurrency", type=int, nargs="+", default=[1, 8], help="client threads, one run each"
+    )
     parser.add_argument("--throughput-batch", type=int, default=10_000)
     parser.add_argument(
         "--threads",
@@ -358,20 +361,29 @@ def main() -> None:
                     for r in rows
                 ]
 
-                load = load_test(
-                    url, bundle, configs, args.load_requests, args.concurrency, check=100
-                )
+                loads = [
+                    load_test(url, bundle, configs, args.load_requests, c, check=100)
+                    for c in args.concurrency
+                ]
                 print(
-                    f"\n2. load test: {load['requests']} requests ({load['configs']} configs, "
-                    f"1-100 per request) from {load['concurrency']} threads: "
-                    f"{load['errors']} errors ({load['checked_against_python']} responses "
-                    f"compared with Predictors.predict), {load['wall_s']:.1f} s, "
-                    f"{load['req_per_s']:.0f} req/s, {load['configs_per_s']:.0f} configs/s, "
-                    f"p50 {load['p50_ms']:.1f} ms, p99 {load['p99_ms']:.1f} ms"
+                    f"\n2. load test: {args.load_requests} requests of 1-100 configs per run "
+                    f"({loads[0]['configs']} configs; {loads[0]['checked_against_python']} "
+                    "responses compared with Predictors.predict)"
                 )
-                for e in load["first_errors"]:
-                    print("  ", e)
-                results["load"] = load
+                head = (
+                    f"{'concurrency':>11}{'requests':>9}{'errors':>7}{'wall_s':>8}"
+                    f"{'req/s':>7}{'configs/s':>10}{'p50_ms':>8}{'p99_ms':>8}"
+                )
+                print(head + "\n" + "-" * len(head))
+                for load in loads:
+                    print(
+                        f"{load['concurrency']:>11}{load['requests']:>9}{load['errors']:>7}"
+                        f"{load['wall_s']:>8.1f}{load['req_per_s']:>7.0f}"
+                        f"{load['configs_per_s']:>10.0f}{load['p50_ms']:>8.1f}{load['p99_ms']:>8.1f}"
+                    )
+                    for e in load["first_errors"]:
+                        print("  ", e)
+                results["load"] = loads
 
                 checks = bad_input(client, bundle, configs[0])
                 print("\n3. bad input (then one valid request)")

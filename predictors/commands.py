@@ -83,14 +83,45 @@ def best_command(
 
 
 def serve(
-    predictors_dir: str | os.PathLike[str], host: str = "127.0.0.1", port: int = 8000
+    predictors_dir: str | os.PathLike[str],
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    *,
+    max_batch: int | None = None,
+    max_body_bytes: int | None = None,
+    body_timeout: float | None = None,
+    max_header_bytes: int | None = None,
+    header_timeout: float | None = None,
+    timeout_keep_alive: int | None = None,
 ) -> None:
-    """Serve the bundle over HTTP with uvicorn until interrupted."""
+    """Serve the bundle over HTTP with uvicorn until interrupted.
+
+    The limits bound what one client can hold of the server; ``None`` keeps the default of
+    :mod:`predictors.service` (``max_batch`` 10,000 configs, ``max_body_bytes`` 16 MiB,
+    ``body_timeout`` 10 s, ``max_header_bytes`` 16 KiB, ``header_timeout`` 10 s,
+    ``timeout_keep_alive`` 5 s).
+    """
     import uvicorn
 
-    from predictors.service import create_app
+    from predictors import service
 
     if not 0 < int(port) < 65536:
         raise ConfigError(f"port={port!r} must be in 1..65535")
-    app = create_app(Predictors.load(Path(predictors_dir)))
-    uvicorn.run(app, host=host, port=int(port), log_level="warning")
+    header_bytes = service.MAX_HEADER_BYTES if max_header_bytes is None else max_header_bytes
+    keep_alive = service.KEEP_ALIVE_S if timeout_keep_alive is None else timeout_keep_alive
+    app = service.create_app(
+        Predictors.load(Path(predictors_dir)),
+        max_batch=service.MAX_BATCH if max_batch is None else max_batch,
+        max_body_bytes=service.MAX_BODY_BYTES if max_body_bytes is None else max_body_bytes,
+        body_timeout=service.BODY_TIMEOUT_S if body_timeout is None else body_timeout,
+        max_header_bytes=header_bytes,
+    )
+    config = service.server_config(
+        app,
+        host=host,
+        port=int(port),
+        header_timeout=service.HEADER_TIMEOUT_S if header_timeout is None else header_timeout,
+        max_header_bytes=header_bytes,
+        timeout_keep_alive=keep_alive,
+    )
+    uvicorn.Server(config).run()
