@@ -212,11 +212,17 @@ class SearchSpec:
     use_predictors: bool = spec_field(
         True, doc="search on predicted metrics (then measure the front), else on measured ones"
     )
+    options: Mapping[str, Any] = spec_field(
+        default_factory=dict,
+        doc="the searcher's constructor keywords, e.g. `{pop_size = 24}` (checked against it)",
+    )
 
     def __post_init__(self) -> None:
+        import nas.search
         from nas.search.objectives import Constraint, Objective
 
         check_fields(self, "search.")
+        nas.search.check_options(self.algorithm, self.options)
         if len(self.objectives) < 2:
             raise ConfigError(
                 f"search.objectives={list(self.objectives)!r} needs at least 2 objectives"

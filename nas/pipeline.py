@@ -40,6 +40,8 @@ COST_METRICS: tuple[str, ...] = ("params_m", "macs_m", "model_size_bytes")
 ACCURACY_METRIC = "top1"  # on the selection split (measure.eval_split)
 TEST_ACCURACY_METRIC = "top1_test"  # on the test split, for exported subnets only
 LATENCY_METRIC = "latency_ms"
+# Searchers whose ask is costly (CPU-seconds per ask on 2 cores, benchmarks/README_search.md).
+SLOW_ASK_SEARCHERS: dict[str, str] = {"optuna-gp": "1-17", "surrogate": "about 2"}
 
 
 # -- the spec, resolved -------------------------------------------------------------------------
@@ -496,7 +498,16 @@ def run_search_stage(ctx: RunContext) -> dict[str, Any]:
         store = ResultStore(exp.stage_dir("search") / "predicted.jsonl")
     else:
         evaluator, store = measured, measured_store
-    searcher = make_searcher(spec.search.algorithm, exp.problem, seed=spec.seed)
+    searcher = make_searcher(
+        spec.search.algorithm, exp.problem, seed=spec.seed, options=spec.search.options
+    )
+    if spec.search.use_predictors and spec.search.algorithm in SLOW_ASK_SEARCHERS:
+        cost = SLOW_ASK_SEARCHERS[spec.search.algorithm]
+        ctx.log(
+            f"search: note: {spec.search.algorithm} spends {cost} CPU-seconds per ask, far "
+            "more than a predicted evaluation (about a millisecond); pymoo-nsga2 searches "
+            "predictors faster. It pays off on measured evaluations (use_predictors = false)."
+        )
     ctx.log(
         f"search: {spec.search.algorithm}, budget {spec.search.budget}, "
         f"{'predicted' if spec.search.use_predictors else 'measured'} metrics"

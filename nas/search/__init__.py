@@ -14,7 +14,12 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import inspect
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 from nas.errors import ConfigError, format_choice_error
 from nas.results import ResultStore
@@ -26,45 +31,53 @@ from nas.search.pymoo_search import PymooSearcher
 from nas.search.random_search import RandomSearcher
 from nas.search.surrogate_search import SurrogateSearcher
 
-SearcherFactory = Callable[[SearchProblem, int | None], Searcher]
+
+@dataclass(frozen=True)
+class SearcherEntry:
+    """A registered searcher: its class and the keywords its name fixes."""
+
+    cls: type
+    fixed: Mapping[str, Any] = field(default_factory=dict)
+
+    def settable(self) -> dict[str, tuple[Any, Any]]:
+        """Constructor keywords a spec may set (``[search.options]``): name → (hint, default).
+
+        Only plain values (numbers, strings, booleans, lists of them) are settable; objects
+        such as an Optuna storage or sampler are the Python API's.
+        """
+        hints = typing.get_type_hints(self.cls.__init__)
+        found = {}
+        for name, parameter in inspect.signature(self.cls.__init__).parameters.items():
+            if name in ("self", "problem", "seed", *self.fixed) or parameter.kind not in (
+                parameter.KEYWORD_ONLY,
+                parameter.POSITIONAL_OR_KEYWORD,
+            ):
+                continue
+            hint = hints.get(name, Any)
+            if _plain_hint(hint):
+                found[name] = (hint, parameter.default)
+        return found
 
 
-def _pymoo_nsga2(problem: SearchProblem, seed: int | None) -> Searcher:
-    return PymooSearcher(problem, algorithm="nsga2", seed=seed)
+def _plain_hint(hint: Any) -> bool:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType, typing.Literal):
+        return all(_plain_hint(a) for a in typing.get_args(hint) if a is not type(None)) or (
+            origin is typing.Literal
+        )
+    if origin in (tuple, Sequence, list):
+        return all(_plain_hint(a) for a in typing.get_args(hint) if a is not Ellipsis)
+    return hint in (bool, int, float, str)
 
 
-def _pymoo_nsga3(problem: SearchProblem, seed: int | None) -> Searcher:
-    return PymooSearcher(problem, algorithm="nsga3", seed=seed)
-
-
-def _optuna_nsga2(problem: SearchProblem, seed: int | None) -> Searcher:
-    return OptunaSearcher(problem, algorithm="nsga2", seed=seed)
-
-
-def _optuna_tpe(problem: SearchProblem, seed: int | None) -> Searcher:
-    return OptunaSearcher(problem, algorithm="tpe", seed=seed)
-
-
-def _optuna_gp(problem: SearchProblem, seed: int | None) -> Searcher:
-    return OptunaSearcher(problem, algorithm="gp", seed=seed)
-
-
-def _surrogate(problem: SearchProblem, seed: int | None) -> Searcher:
-    return SurrogateSearcher(problem, seed=seed)
-
-
-def _random(problem: SearchProblem, seed: int | None) -> Searcher:
-    return RandomSearcher(problem, seed=seed)
-
-
-REGISTRY: dict[str, SearcherFactory] = {
-    "pymoo-nsga2": _pymoo_nsga2,
-    "pymoo-nsga3": _pymoo_nsga3,
-    "optuna-nsga2": _optuna_nsga2,
-    "optuna-tpe": _optuna_tpe,
-    "optuna-gp": _optuna_gp,
-    "surrogate": _surrogate,
-    "random": _random,
+REGISTRY: dict[str, SearcherEntry] = {
+    "pymoo-nsga2": SearcherEntry(PymooSearcher, {"algorithm": "nsga2"}),
+    "pymoo-nsga3": SearcherEntry(PymooSearcher, {"algorithm": "nsga3"}),
+    "optuna-nsga2": SearcherEntry(OptunaSearcher, {"algorithm": "nsga2"}),
+    "optuna-tpe": SearcherEntry(OptunaSearcher, {"algorithm": "tpe"}),
+    "optuna-gp": SearcherEntry(OptunaSearcher, {"algorithm": "gp"}),
+    "surrogate": SearcherEntry(SurrogateSearcher),
+    "random": SearcherEntry(RandomSearcher),
 }
 
 
@@ -73,11 +86,67 @@ def names() -> list[str]:
     return sorted(REGISTRY)
 
 
-def make_searcher(name: str, problem: SearchProblem, *, seed: int | None = None) -> Searcher:
-    """Build a registered searcher with its default settings."""
+def check_options(name: str, options: Mapping[str, Any], *, key: str = "search.options") -> None:
+    """Refuse options the searcher ``name`` has no keyword for, or values of the wrong type."""
+    from nas.spec_fields import Rule, check_value
+
     if name not in REGISTRY:
         raise ConfigError(format_choice_error("search.algorithm", name, names()))
-    return REGISTRY[name](problem, seed)
+    settable = REGISTRY[name].settable()
+    for option, value in options.items():
+        if option not in settable:
+            raise ConfigError(
+                f"{key}.{option} is not an option of searcher {name!r}; "
+                f"allowed options: {sorted(settable)}"
+            )
+        hint = settable[option][0]
+        alternatives = (
+            [a for a in typing.get_args(hint) if a is not type(None)]
+            if typing.get_origin(hint) in (typing.Union, types.UnionType)
+            else [hint]
+        )
+        if value is None and len(alternatives) < len(typing.get_args(hint)):
+            continue
+        errors = []
+        for alternative in alternatives:
+            try:
+                check_value(f"{key}.{option}", _as_tuple(value), _tuple_hint(alternative), Rule())
+                break
+            except ConfigError as exc:
+                errors.append(str(exc))
+        else:
+            raise ConfigError(errors[0])
+
+
+def _as_tuple(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _tuple_hint(hint: Any) -> Any:
+    """``Sequence[str]`` is checked as ``tuple[str, ...]`` (specs give lists)."""
+    if typing.get_origin(hint) in (Sequence, list):
+        return tuple[typing.get_args(hint)[0], ...]  # type: ignore[valid-type]
+    return hint
+
+
+def make_searcher(
+    name: str,
+    problem: SearchProblem,
+    *,
+    seed: int | None = None,
+    options: Mapping[str, Any] | None = None,
+) -> Searcher:
+    """Build a registered searcher; ``options`` set its constructor keywords (checked first)."""
+    options = dict(options or {})
+    check_options(name, options)
+    entry = REGISTRY[name]
+    values = {k: _as_tuple(v) for k, v in options.items()}
+    try:
+        return entry.cls(problem, seed=seed, **entry.fixed, **values)
+    except (ValueError, TypeError) as exc:
+        if isinstance(exc, ConfigError):
+            raise ConfigError(f"search.options: {exc}") from exc
+        raise ConfigError(f"search.options={options!r}: {exc}") from exc
 
 
 __all__ = [
@@ -92,7 +161,9 @@ __all__ = [
     "SearchProblem",
     "SearchResult",
     "Searcher",
+    "SearcherEntry",
     "SurrogateSearcher",
+    "check_options",
     "make_searcher",
     "measure_front",
     "names",
