@@ -107,7 +107,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     if (args.config is None) == (args.configs is None):
         raise ConfigError("give exactly one of --config JSON or --configs FILE.jsonl")
     text = args.config if args.config is not None else Path(args.configs).read_text()
-    rows = predict_command(args.predictors, parse_configs(text), return_std=args.std)
+    rows = predict_command(
+        args.predictors, parse_configs(text), return_std=args.std, base=args.base
+    )
     for row in rows:
         print(json.dumps(row))
     return 0
@@ -214,6 +216,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="one config as JSON, or a JSON list of configs")
     p.add_argument("--configs", help="a JSONL file, one config per line")
     p.add_argument("--std", action="store_true", help="add uncertainty where available")
+    p.add_argument(
+        "--base",
+        help="fill the dimensions a config leaves out from: smallest, largest, or a config key",
+    )
     p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser("best", help="best archived subnet under a latency bound")

@@ -52,13 +52,24 @@ def predict_command(
     *,
     metrics: Sequence[str] | None = None,
     return_std: bool = False,
+    base: str | None = None,
 ) -> list[dict[str, Any]]:
     """Predict every metric of the bundle for ``configs``.
+
+    Args:
+        predictors_dir: A saved bundle (``<run>/predictors/bundle``).
+        configs: Configs as plain mappings, complete unless ``base`` is given.
+        metrics: Metrics to predict (default: all of the bundle's).
+        return_std: Add ``<metric>_std`` where the predictor has an uncertainty.
+        base: Complete partial configs from ``smallest``, ``largest`` or an archived config key.
 
     Returns:
         One ``{"config": {...}, "predictions": {metric: value}}`` per config, in input order.
     """
+    from predictors.partial import complete
+
     bundle = Predictors.load(Path(predictors_dir))
+    configs = complete(bundle, configs, base)
     predictions = bundle.predict(configs, metrics=metrics, return_std=return_std)
     return [
         {"config": bundle.space.validate(c).to_dict(), "predictions": p}
@@ -76,10 +87,19 @@ def best_command(
     """Best subnet of the bundle's Pareto archive on ``target`` within ``max_latency_ms``.
 
     Returns:
-        ``{"config": {...}, "metrics": {...}}``, or ``None`` when nothing meets the bound.
+        ``{"config_key", "config", "metrics", "export_dir"}`` (``export_dir``: the exported
+        subnet's directory when the bundle sits in a run directory, else ``None``), or ``None``
+        when nothing meets the bound.
     """
     bundle = Predictors.load(Path(predictors_dir))
-    return bundle.best(target=target, max_latency_ms=max_latency_ms, objective=objective)
+    best = bundle.best(target=target, max_latency_ms=max_latency_ms, objective=objective)
+    if best is None:
+        return None
+    key = bundle.space.validate(best["config"]).key
+    # A run directory holds <run>/predictors/bundle and <run>/export/subnet_XX_<key>/.
+    exports = sorted((Path(predictors_dir).resolve().parent.parent / "export").glob(f"*_{key}"))
+    export_dir = str(exports[0]) if exports and (exports[0] / "model_card.json").exists() else None
+    return {"config_key": key, **best, "export_dir": export_dir}
 
 
 def serve(
