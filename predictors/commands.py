@@ -144,4 +144,6 @@ def serve(
         max_header_bytes=header_bytes,
         timeout_keep_alive=keep_alive,
     )
+    url = f"http://{host}:{int(port)}"
+    print(f"serving {predictors_dir} at {url} (API docs: {url}/docs; Ctrl-C stops)", flush=True)
     uvicorn.Server(config).run()

@@ -1,6 +1,7 @@
 """HTTP query service over a :class:`~predictors.bundle.Predictors` bundle (FastAPI + uvicorn).
 
-Endpoints: ``POST /predict`` (batch), ``GET /best``, ``GET /health``; OpenAPI at
+Endpoints: ``POST /predict`` (one config or a batch; partial ones completed from a ``base``),
+``GET /space``, ``GET /best``, ``GET /health``; OpenAPI at
 ``/openapi.json``, Swagger UI at ``/docs`` and ReDoc at ``/redoc``, whose scripts, styles and
 icon are served from this process (the ``fastapi-offline`` package's copies under
 ``/docs-assets``), so the pages work on a machine without internet access.
@@ -53,7 +54,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+)
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -84,14 +93,35 @@ _KEY_PREFIX = re.compile(r"^([A-Za-z_][A-Za-z0-9_.@<>-]*)(?:\[\d+\])?=")
 
 
 class PredictRequest(BaseModel):
-    """Configs to predict; each maps every dimension name of the space to a value."""
+    """One config (``config``) or a list (``configs``); each maps dimension names to values.
 
-    model_config = ConfigDict(extra="forbid")
-    configs: list[dict[str, ConfigValue]] = Field(min_length=1)
+    With ``base`` (``smallest``, ``largest`` or an archived config key, see ``GET /space`` and
+    ``GET /best``), a config names only the dimensions it changes; the rest come from the base.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"config": {"s0.depth": 2}, "base": "smallest"},
+                {"configs": [{"s0.depth": 1}, {"s0.depth": 2}], "base": "largest"},
+            ]
+        },
+    )
+    config: dict[str, ConfigValue] | None = Field(default=None, description="one config")
+    configs: list[dict[str, ConfigValue]] | None = Field(
+        default=None, min_length=1, description="several configs"
+    )
+    base: StrictStr | None = Field(
+        default=None, description="fill left-out dimensions from smallest, largest or a key"
+    )
     metrics: list[StrictStr] | None = Field(
         default=None, min_length=1, description="subset of metrics; default all"
     )
     return_std: StrictBool = Field(default=False, description="add '<metric>_std' for ensembles")
+
+    def all_configs(self) -> list[dict[str, ConfigValue]]:
+        return [self.config] if self.config is not None else list(self.configs or [])
 
 
 class PredictResponse(BaseModel):
@@ -437,10 +467,13 @@ def create_app(
     _mount_docs(app)
 
     def _predict(request: PredictRequest) -> dict[str, Any]:
-        if len(request.configs) > max_batch:
+        from predictors.partial import complete
+
+        configs = request.all_configs()
+        if len(configs) > max_batch:
             raise _unprocessable(
                 ["body", "configs"],
-                f"configs has {len(request.configs)} items; at most {max_batch} per request",
+                f"configs has {len(configs)} items; at most {max_batch} per request",
                 "too_long",
             )
         if request.metrics is not None:
@@ -450,8 +483,12 @@ def create_app(
                         ["body", "metrics", i],
                         f"metrics[{i}]={metric!r} is not one of {list(bundle.names)}",
                     )
+        try:
+            configs = complete(bundle, configs, request.base)
+        except ConfigError as exc:
+            raise _unprocessable(["body", "base"], str(exc)) from exc
         predictions = bundle.predict(
-            request.configs, metrics=request.metrics, return_std=request.return_std
+            configs, metrics=request.metrics, return_std=request.return_std
         )
         metrics = list(predictions[0]) if predictions else []
         return {"metrics": metrics, "predictions": predictions}
@@ -459,7 +496,13 @@ def create_app(
     @app.post("/predict", response_model=PredictResponse)
     async def predict(request: PredictRequest) -> JSONResponse:
         """Predict every requested metric for a batch of configs."""
-        if len(request.configs) <= 16:  # small batches answer faster without a thread hop
+        if (request.config is None) == (request.configs is None):
+            raise _unprocessable(
+                ["body", "configs"],
+                "give exactly one of 'config' (one config) or 'configs' (a list of configs)",
+                "missing",
+            )
+        if len(request.all_configs()) <= 16:  # small batches answer faster on the loop
             return JSONResponse(_predict(request))
         return JSONResponse(await run_in_threadpool(_predict, request))
 
@@ -489,6 +532,13 @@ def create_app(
                 detail=f"no archived subnet has latency_ms@{target} <= {max_latency_ms}",
             )
         return found
+
+    @app.get("/space")
+    def space() -> dict[str, Any]:
+        """Dimensions, allowed values, and the smallest and largest configs of the space."""
+        from nas.space_summary import space_summary
+
+        return space_summary(bundle.space)
 
     @app.get("/health", response_model=HealthResponse)
     def health() -> dict[str, Any]:
