@@ -1,0 +1,321 @@
+"""Few-shot latency predictor for a new device, from a device bank and a handful of measurements.
+
+Method: an architecture is represented by its log-latencies on the bank's devices (measured for
+architectures in the bank, modelled by :meth:`DeviceBank.log_latency` otherwise), and the new
+device's log-latency is fitted as ``intercept + Σ_d w_d · log latency_d`` with **non-negative**
+weights and a non-negative ridge penalty ``alpha · ||w||²``. Non-negativity is the prior that
+matters at 5–20 samples: a new device is slower where its neighbours are slower, so weights
+cannot cancel and an unlucky draw cannot flip a ranking. ``alpha`` is chosen from
+:data:`ALPHAS` by leave-one-out squared error on log-latency (10 folds above
+:data:`LOO_MAX_SAMPLES`); ties go to the larger penalty.
+
+:meth:`DeviceBank.references` chooses which architectures to measure on the new device.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy.optimize import nnls
+
+from nas.errors import ConfigError
+from nas.space import SearchSpace
+from predictors.device_bank import DeviceBank, check_latencies, row_keys
+from predictors.features import make_features
+from predictors.predictor import ConfigEncoder, ConfigLike
+from predictors.quality import QualityReport
+
+ALPHAS: tuple[float, ...] = (0.0, 0.003, 0.01, 0.03, 0.1, 0.3)
+"""Candidate penalties, relative to ``n`` times the mean variance of the bank's log-latencies."""
+MIN_TARGET_SAMPLES = 3
+"""Fewest target measurements :func:`fit_transfer` accepts (leave-one-out needs three)."""
+LOO_MAX_SAMPLES = 100
+"""Above this many target samples the penalty is chosen by 10-fold instead of leave-one-out."""
+KIND = "transfer"
+
+
+# -- the combination ------------------------------------------------------------------------------
+def combine(Z: np.ndarray, t: np.ndarray, alpha: float) -> tuple[float, np.ndarray]:
+    """``(intercept, w >= 0)`` minimising ``||t - intercept - Z w||² + alpha·s·||w||²``.
+
+    ``s`` is ``len(t)`` times the mean variance of the columns of ``Z``, so ``alpha`` does not
+    depend on the sample size or the scale. The intercept is not penalised (data centred).
+    """
+    z_mean, t_mean = Z.mean(axis=0), float(t.mean())
+    Zc = Z - z_mean
+    if alpha > 0:
+        scale = np.sqrt(alpha * len(t) * max(float(np.mean(Zc.var(axis=0))), 1e-12))
+        Zc = np.vstack([Zc, scale * np.eye(Z.shape[1])])
+        target = np.concatenate([t - t_mean, np.zeros(Z.shape[1])])
+    else:
+        target = t - t_mean
+    w, _ = nnls(Zc, target)
+    return t_mean - float(z_mean @ w), w
+
+
+def held_out_predictions(Z: np.ndarray, t: np.ndarray, alpha: float) -> np.ndarray:
+    """Leave-one-out predictions of :func:`combine` (10 folds above :data:`LOO_MAX_SAMPLES`)."""
+    n = len(t)
+    folds = np.arange(n) if n <= LOO_MAX_SAMPLES else np.arange(n) % 10
+    out = np.empty(n)
+    for fold in np.unique(folds):
+        test = folds == fold
+        intercept, w = combine(Z[~test], t[~test], alpha)
+        out[test] = intercept + Z[test] @ w
+    return out
+
+
+def select_alpha(
+    Z: np.ndarray, t: np.ndarray, alphas: Sequence[float] = ALPHAS
+) -> tuple[float, np.ndarray]:
+    """Penalty with the least held-out squared error (ties: the larger), and its predictions."""
+    best: tuple[float, float, np.ndarray] | None = None
+    for alpha in sorted(alphas, reverse=True):
+        pred = held_out_predictions(Z, t, alpha)
+        error = float(np.mean((pred - t) ** 2))
+        if best is None or error < best[0] * (1 - 1e-9):
+            best = (error, alpha, pred)
+    assert best is not None  # alphas is validated non-empty
+    return best[1], best[2]
+
+
+# -- the predictor --------------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class TransferPredictor:
+    """Latency predictor of one device fitted by :func:`fit_transfer`; JSON-only state.
+
+    Speaks like :class:`predictors.predictor.Predictor` (``name``, ``predict``,
+    ``predict_encoded``, ``encode``, ``quality``); saved by
+    :func:`predictors.transfer_persistence.save_transfer`.
+
+    Args:
+        space: Search space of the configs.
+        metric: Predicted metric (``latency_ms``).
+        target: The new device.
+        devices: Bank devices, in the order of ``weights``.
+        weights: Non-negative weight per bank device (on log-latency).
+        intercept: Intercept on log-latency.
+        alpha: Chosen penalty.
+        bank_X: Canonical option indices of the bank's architectures.
+        bank_log_pred: Predicted log-latency of each bank architecture (from its measurements).
+        fallback_coef: Linear model of log-latency on the one-hot features for architectures
+            outside the bank (the weights applied to the bank's per-device models).
+        fallback_intercept: Its intercept.
+        n_train: Target measurements fitted.
+        quality: Leave-one-out quality on the target measurements, if computed.
+        space_fingerprint: Fingerprint of the space (default ``space.fingerprint()``).
+    """
+
+    space: SearchSpace
+    metric: str
+    target: str
+    devices: tuple[str, ...]
+    weights: np.ndarray
+    intercept: float
+    alpha: float
+    bank_X: np.ndarray
+    bank_log_pred: np.ndarray
+    fallback_coef: np.ndarray
+    fallback_intercept: float
+    n_train: int
+    quality: QualityReport | None = None
+    space_fingerprint: str = ""
+    kind: str = field(default=KIND, init=False)
+
+    def __post_init__(self) -> None:
+        if not self.space_fingerprint:
+            object.__setattr__(self, "space_fingerprint", self.space.fingerprint())
+        if not self.target or "@" in self.target:
+            raise ConfigError(f"target={self.target!r} must be a non-empty name without '@'")
+        if not self.metric or "@" in self.metric:
+            raise ConfigError(f"metric={self.metric!r} must be a non-empty name without '@'")
+        features = make_features(self.space, encoding="onehot").fit(self.bank_X[:2])
+        n_features = features.transform(self.bank_X[:1]).shape[1]
+        if len(self.fallback_coef) != n_features:
+            raise ConfigError(
+                f"fallback_coef has {len(self.fallback_coef)} values; the one-hot features of "
+                f"search space {self.space.name!r} have {n_features}"
+            )
+        if len(self.bank_log_pred) != len(self.bank_X):
+            raise ConfigError(
+                f"bank_log_pred has {len(self.bank_log_pred)} values for {len(self.bank_X)} "
+                "bank architectures"
+            )
+        lookup = {k: i for i, k in enumerate(row_keys(self.bank_X))}
+        object.__setattr__(self, "_features", features)
+        object.__setattr__(self, "_lookup", lookup)
+        object.__setattr__(self, "_encoder", ConfigEncoder(self.space))
+
+    @property
+    def name(self) -> str:
+        """``metric@target``, as a predictor bundle keys it."""
+        return f"{self.metric}@{self.target}"
+
+    @property
+    def supports_std(self) -> bool:
+        """No uncertainty estimate (``return_std`` is refused)."""
+        return False
+
+    def encode(self, configs: Sequence[ConfigLike]) -> np.ndarray:
+        """Validated option-index matrix; :class:`InvalidConfigError` names index and key."""
+        return self._encoder(configs)  # type: ignore[attr-defined,no-any-return]
+
+    def predict(self, configs: Sequence[ConfigLike], *, return_std: bool = False) -> np.ndarray:
+        """Predicted latency (ms) per config."""
+        return self.predict_encoded(self.encode(configs), return_std=return_std)
+
+    def predict_encoded(self, X: np.ndarray, *, return_std: bool = False) -> np.ndarray:
+        """Predict from an option-index matrix (rows outside the bank use the fallback)."""
+        if return_std:
+            raise ConfigError(
+                f"predictor {self.name!r} of kind {KIND!r} has no uncertainty estimate; "
+                "return_std=True needs kind 'ensemble'"
+            )
+        X = np.asarray(X, dtype=np.int64).reshape(-1, len(self.space.dims))
+        if len(X) == 0:
+            return np.zeros(0)
+        canonical = self.space.canonical_indices(X)
+        lookup: dict[bytes, int] = self._lookup  # type: ignore[attr-defined]
+        rows = np.array([lookup.get(k, -1) for k in row_keys(canonical)], dtype=np.int64)
+        out = np.empty(len(X))
+        known = rows >= 0
+        out[known] = self.bank_log_pred[rows[known]]
+        if (~known).any():
+            features = self._features.transform(canonical[~known])  # type: ignore[attr-defined]
+            out[~known] = features @ self.fallback_coef + self.fallback_intercept
+        return np.exp(out)
+
+    def device_weights(self) -> dict[str, float]:
+        """Bank device → weight, largest first, zeros left out (which devices it leans on)."""
+        pairs = sorted(zip(self.devices, self.weights.tolist(), strict=True), key=lambda p: -p[1])
+        tiny = 1e-9 * max(float(self.weights.max(initial=0.0)), 1.0)
+        return {d: float(w) for d, w in pairs if w > tiny}
+
+
+# -- fitting --------------------------------------------------------------------------------------
+def _split_measurements(
+    measurements: Sequence[tuple[ConfigLike, float]],
+) -> tuple[list[ConfigLike], list[Any]]:
+    if isinstance(measurements, str | bytes) or not isinstance(measurements, Sequence):
+        raise ConfigError(
+            "target_measurements must be a list of (config, latency_ms) pairs, got "
+            f"{type(measurements).__name__}"
+        )
+    configs, values = [], []
+    for i, item in enumerate(measurements):
+        if not isinstance(item, Sequence) or isinstance(item, str | bytes) or len(item) != 2:
+            raise ConfigError(
+                f"target_measurements[{i}] must be a (config, latency_ms) pair, got {item!r}"
+            )
+        configs.append(item[0])
+        values.append(item[1])
+    return configs, values
+
+
+def fit_transfer(
+    bank: DeviceBank,
+    target_measurements: Sequence[tuple[ConfigLike, float]],
+    *,
+    target: str,
+    space: SearchSpace | None = None,
+    alphas: Sequence[float] = ALPHAS,
+    quality: bool = True,
+) -> TransferPredictor:
+    """Latency predictor of device ``target`` from a few of its measurements and ``bank``.
+
+    Args:
+        bank: Other devices' latencies for the same search space.
+        target_measurements: ``(config, latency_ms)`` pairs measured on the new device; at least
+            :data:`MIN_TARGET_SAMPLES`. Configs need not be in the bank (their bank latencies
+            are then modelled), but :meth:`DeviceBank.references` chooses good ones.
+        target: Name of the new device (not one of the bank's).
+        space: If given, the space the measurements belong to; it must be the bank's.
+        alphas: Candidate penalties (see :data:`ALPHAS`).
+        quality: Attach the leave-one-out :class:`QualityReport` (skip it to fit faster).
+
+    Raises:
+        ConfigError: naming the key: a bank of another space (``bank``), too few or bad
+            measurements (``target_measurements``), configs outside the space
+            (``target_measurements[i]`` and the dimension), NaN or non-positive latencies,
+            a ``target`` that is a bank device, bad ``alphas``.
+
+    Example:
+        >>> import search_spaces
+        >>> space = search_spaces.get("nas_bench_201")
+        >>> configs = space.sample_many(300, np.random.default_rng(0))
+        >>> unique = list({c.key: c for c in configs}.values())
+        >>> X = space.encode_many(unique)
+        >>> bank = DeviceBank.from_configs(
+        ...     space, unique, {"gpu": 1 + (X == 3).sum(1), "cpu": 1 + (X >= 2).sum(1)}
+        ... )
+        >>> refs = bank.references(6, seed=0)
+        >>> new = [(c, 2.0 * float(1 + (space.encode(c) == 3).sum())) for c in refs]
+        >>> p = fit_transfer(bank, new, target="phone")
+        >>> sorted(p.device_weights())
+        ['gpu']
+    """
+    if space is not None and space.fingerprint() != bank.fingerprint:
+        raise ConfigError(
+            f"bank is for search space {bank.space.name!r} (fingerprint {bank.fingerprint}), "
+            f"not {space.name!r} (fingerprint {space.fingerprint()}); build the bank from "
+            "measurements of the same space"
+        )
+    if not isinstance(target, str) or not target or "@" in target:
+        raise ConfigError(f"target={target!r} must be a non-empty device name without '@'")
+    if target in bank.devices:
+        raise ConfigError(
+            f"target={target!r} is already a device of the bank {list(bank.devices)}; fit from "
+            f"bank.without({target!r})"
+        )
+    alpha_grid = [float(a) for a in alphas]
+    if not alpha_grid or any(not np.isfinite(a) or a < 0 for a in alpha_grid):
+        raise ConfigError(
+            f"alphas={list(alphas)!r} must be a non-empty list of finite values >= 0"
+        )
+    configs, values = _split_measurements(target_measurements)
+    if len(configs) < MIN_TARGET_SAMPLES:
+        raise ConfigError(
+            f"target_measurements has {len(configs)} sample(s); fit_transfer needs at least "
+            f"{MIN_TARGET_SAMPLES} (5-20 is typical: see DeviceBank.references)"
+        )
+    try:
+        X = ConfigEncoder(bank.space)(configs)
+    except ConfigError as exc:
+        raise type(exc)(f"target_measurements: {exc}", **_error_fields(exc)) from exc
+    y = check_latencies(values, key="target_measurements latency_ms")
+    t = np.log(y)
+    Z = bank.log_latency(X)
+    alpha, held_out = select_alpha(Z, t, alpha_grid)
+    intercept, w = combine(Z, t, alpha)
+    features, coef, bank_intercept = bank.bank_models()
+    del features
+    report = None
+    if quality:
+        report = QualityReport.from_predictions(
+            y, np.exp(held_out), n_train=len(y) - 1, metric=f"{bank.metric}@{target}"
+        )
+    return TransferPredictor(
+        space=bank.space,
+        metric=bank.metric,
+        target=target,
+        devices=bank.devices,
+        weights=w,
+        intercept=intercept,
+        alpha=alpha,
+        bank_X=bank.X,
+        bank_log_pred=intercept + np.log(bank.latency) @ w,
+        fallback_coef=coef @ w,
+        fallback_intercept=intercept + float(bank_intercept @ w),
+        n_train=len(y),
+        quality=report,
+    )
+
+
+def _error_fields(exc: ConfigError) -> dict[str, Any]:
+    """Keyword fields of a ConfigError subclass (InvalidConfigError's index and key)."""
+    if hasattr(exc, "index") and hasattr(exc, "key"):
+        return {"index": exc.index, "key": exc.key}
+    return {}
