@@ -8,15 +8,25 @@ from typing import Any
 
 from nas.errors import ConfigError, IncompatibleArtifactError, format_choice_error
 from nas.space import SearchSpace
-from search_spaces import fashion_cnn, mobilenet_like, nas_bench_201, tiny_cnn
+from search_spaces import (
+    fashion_cnn,
+    fbnet,
+    mobilenet_like,
+    nas_bench_201,
+    ofa_mbv3_table,
+    tiny_cnn,
+)
 
 REGISTRY: dict[str, Callable[..., SearchSpace]] = {
     "fashion_cnn": fashion_cnn.build,
     "tiny_cnn": tiny_cnn.build,
     "mobilenet_like": mobilenet_like.build,
     "nas_bench_201": nas_bench_201.build,
+    "fbnet": fbnet.build,
+    "ofa_mbv3_table": ofa_mbv3_table.build,
 }
 SUPERNET_SPACES: tuple[str, ...] = ("fashion_cnn", "tiny_cnn", "mobilenet_like")
+"""Spaces with a supernet; the others (NAS-Bench-201, FBNet, OFA table) are table-backed."""
 
 
 def names() -> list[str]:
