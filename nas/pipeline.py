@@ -483,6 +483,8 @@ def run_search_stage(ctx: RunContext) -> dict[str, Any]:
     """Search (on predicted or measured metrics), then measure the front for real."""
     from nas.front import measured_front
     from nas.search import MetricEvaluator, make_searcher, measure_front, run_search
+    from nas.search.hv_history import write_history
+    from nas.search.optuna_record import JOURNAL_FILE, OptunaRecord, record_measured_front
 
     exp = ctx.exp
     spec = exp.spec
@@ -512,18 +514,32 @@ def run_search_stage(ctx: RunContext) -> dict[str, Any]:
         f"search: {spec.search.algorithm}, budget {spec.search.budget}, "
         f"{'predicted' if spec.search.use_predictors else 'measured'} metrics"
     )
-    result = run_search(
-        searcher, evaluator, store, budget=spec.search.budget, chunk_size=8, progress=True
-    )
     out = exp.stage_dir("search")
+    # every evaluation also lands in an Optuna study: `optuna-dashboard search/optuna.journal`
+    record = OptunaRecord(
+        out / JOURNAL_FILE, exp.problem, study_name=spec.name, source=evaluator.source
+    )
+    result = run_search(
+        searcher,
+        evaluator,
+        store,
+        budget=spec.search.budget,
+        chunk_size=8,
+        progress=True,
+        on_evaluated=record.add,
+    )
     result.to_frame().to_csv(out / "evaluations.csv", index=False)
-    result.history.to_csv(out / "history.csv", index=False)
+    write_history(result, out)
     ctx.log(
         f"search: {len(result.configs)} evaluated ({result.n_fresh} fresh), "
         f"front of {len(result.front)}; measuring the front"
     )
     front = measure_front(result, measured, measured_store)
     front.to_csv(out / "front.csv", index=False)
+    if evaluator.source == "predicted":
+        record_measured_front(
+            out / JOURNAL_FILE, result, front, study_name=f"{spec.name}.measured_front"
+        )
     # Constraints hold on measured values: say now, before export, when nothing satisfies them.
     measured_front(exp.problem, measured_subnets(exp))
     return {"n_evaluated": len(result.configs), "front_size": len(result.front)}

@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     from nas.execution.base import Executor
 
 StopReason = Literal["budget", "searcher_done", "stalled"]
+EvaluatedHook = Callable[[int, Sequence[SubnetConfig], Sequence[Mapping[str, float]]], None]
+"""``(step, configs, rows)``: canonical configs and their metric rows (the problem's keys)."""
 
 
 @runtime_checkable
@@ -221,6 +223,7 @@ def run_search(
     chunk_size: int | None = None,
     max_stalled_asks: int = 100,
     progress: bool = False,
+    on_evaluated: EvaluatedHook | None = None,
 ) -> SearchResult:
     """Run ``searcher`` until ``budget`` distinct configs have been evaluated (or it is done).
 
@@ -238,6 +241,10 @@ def run_search(
         max_stalled_asks: Stop after this many asks in a row bring no new config.
         progress: Show a tqdm bar with the current hypervolume (when ``reference_point`` is
             given).
+        on_evaluated: Called as each evaluation finishes, and once per step with the configs
+            found in the store, e.g. to mirror the search into an Optuna study
+            (:class:`~nas.search.optuna_record.OptunaRecord`); it may see a config again on
+            resume.
 
     Returns:
         The evaluations, the feasible Pareto front and the hypervolume per tell.
@@ -305,16 +312,20 @@ def run_search(
                     to_run.append(c)
                 else:
                     rows[c.key] = stored
+            if on_evaluated is not None and len(to_run) < len(new):
+                found = [c for c in new if c.key in rows]
+                on_evaluated(step, found, [rows[c.key] for c in found])
             size = chunk_size or max(len(to_run), 1)
             for start in range(0, len(to_run), size):
                 chunk = to_run[start : start + size]
 
-                def record(index: int, row: Mapping[str, float], chunk=chunk) -> None:
+                def record(index: int, row: Mapping[str, float], chunk=chunk, step=step) -> None:
                     # durable as each evaluation finishes: a kill loses only those in flight
                     config = chunk[index]
-                    store.extend(
-                        _records(store, config, _check_row(row, evaluator, config), source)
-                    )
+                    checked = _check_row(row, evaluator, config)
+                    store.extend(_records(store, config, checked, source))
+                    if on_evaluated is not None:
+                        on_evaluated(step, [config], [{k: checked[k] for k in keys}])
 
                 results = executor.map(evaluator.fn, chunk, on_result=record)
                 checked = [
