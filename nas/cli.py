@@ -176,13 +176,21 @@ def _cmd_runs(args: argparse.Namespace) -> int:
 
 
 def _cmd_submit(args: argparse.Namespace) -> int:
+    from nas.config import ExperimentSpec
     from nas.execution.ray_jobs import submit_experiment
 
-    job_id = submit_experiment(
-        args.address, args.spec, working_dir=args.working_dir, wait=args.wait
+    spec = ExperimentSpec.from_toml(args.spec)  # a bad spec fails here, before any upload
+    job = submit_experiment(
+        args.address,
+        args.spec,
+        output_dir=args.output_dir or spec.output_dir,
+        working_dir=args.working_dir,
+        wait=not args.no_wait,
     )
-    print(job_id)
-    return 0
+    print(f"job {job.job_id}: {job.status}" + (f" ({job.message})" if job.message else ""))
+    if job.outputs is not None:
+        print(f"outputs: {job.outputs}")
+    return 0 if job.succeeded or args.no_wait else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -257,7 +265,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("spec")
     p.add_argument("--address", required=True, help="Ray dashboard address, http://head:8265")
     p.add_argument("--working-dir", default=".", help="uploaded as the job's working dir")
-    p.add_argument("--wait", action="store_true", help="wait for the job and print its logs")
+    p.add_argument("--output-dir", help="where the run comes back (default: spec's output_dir)")
+    p.add_argument(
+        "--no-wait", action="store_true", help="print the job id and return; outputs stay there"
+    )
     p.set_defaults(func=_cmd_submit)
     return parser
 

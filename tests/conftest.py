@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
 import os
-
-# Every Ray instance of the test session (local ones and the `ray start` clusters on loopback)
-# runs without token authentication. Ray caches the mode per process, so it must be the same for
-# the whole session: mixing modes makes a later local instance refuse the driver's connection.
-os.environ["RAY_AUTH_MODE"] = "disabled"
+import secrets
+import shutil
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,6 +15,17 @@ import torch
 
 import search_spaces
 from nas.space import SearchSpace
+
+# Every Ray instance of the test session (local ones and the `ray start` clusters on loopback)
+# uses token authentication, with a token of the session's own, so tests neither read nor write
+# ~/.ray/auth_token. Ray caches the mode per process, so it is set once for the whole session,
+# before any test imports Ray (the imports above do not).
+_TOKEN_DIR = Path(tempfile.mkdtemp(prefix="nas-tests-ray-token-"))
+(_TOKEN_DIR / "auth_token").write_text(secrets.token_hex(32))
+atexit.register(shutil.rmtree, _TOKEN_DIR, ignore_errors=True)
+os.environ.pop("RAY_AUTH_TOKEN", None)  # it would take precedence over the file
+os.environ["RAY_AUTH_TOKEN_PATH"] = str(_TOKEN_DIR / "auth_token")
+os.environ["RAY_AUTH_MODE"] = "token"
 
 # mobilenet_like at a reduced resolution and class count keeps supernet tests fast.
 SUPERNET_SPACE_OPTIONS: dict[str, dict[str, object]] = {

@@ -528,7 +528,7 @@ def test_run_on_a_two_node_cluster_with_two_train_workers(tmp_path: Path) -> Non
         done = subprocess.run(
             nas_command(spec, "--address", address, "--workers", "2"),
             cwd=REPO,
-            env=dict(os.environ),  # carries RAY_AUTH_MODE=disabled set by two_node_cluster
+            env=dict(os.environ),  # carries the session's token settings (tests/conftest.py)
             capture_output=True,
             text=True,
             timeout=500,

@@ -18,6 +18,7 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from nas.errors import ConfigError
+from nas.execution.ray_auth import check_cluster_access, is_cluster_address
 
 if TYPE_CHECKING:
     from nas.measure.targets import HardwareTarget
@@ -36,11 +37,16 @@ def ray_address(address: str | None) -> str:
 
 
 def ensure_ray(address: str | None = None, *, log_to_driver: bool = False) -> None:
-    """Connect to (or start) Ray unless it is already initialised."""
+    """Connect to (or start) Ray unless it is already initialised.
+
+    A cluster named by ``host:port`` is probed first, so a missing or wrong authentication token
+    is one :class:`ConfigError` line rather than 20 s of Ray retries and a traceback.
+    """
     if not ray.is_initialized():
-        ray.init(
-            address=ray_address(address), include_dashboard=False, log_to_driver=log_to_driver
-        )
+        target = ray_address(address)
+        if is_cluster_address(target):
+            check_cluster_access(target)
+        ray.init(address=target, include_dashboard=False, log_to_driver=log_to_driver)
 
 
 @contextlib.contextmanager
