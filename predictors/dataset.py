@@ -115,6 +115,7 @@ def fit_predictor(  # noqa: D417
     random_state: int = 0,
     search: bool = False,
     refit: bool = False,
+    user_features: str | None = None,
 ) -> FitResult:
     """Split, fit on the training part and report quality on the held-out part.
 
@@ -122,6 +123,7 @@ def fit_predictor(  # noqa: D417
         search: Tune the regressor with :func:`predictors.models.search_predictor`.
         refit: Refit on all samples afterwards (the report then describes the model trained on
             ``n_train`` samples, a conservative estimate for the refit one).
+        user_features: A hook of :mod:`predictors.user_features` appended to the features.
     """
     X = space.encode_many(configs)
     y = np.asarray(y, dtype=float)
@@ -143,10 +145,15 @@ def fit_predictor(  # noqa: D417
                 encoding=encoding,
                 random_state=random_state,
                 cv=min(3, len(X_fit) // 2),
+                user_features=user_features,
             ).best_estimator_
-        return make_predictor(space, kind=kind, encoding=encoding, random_state=random_state).fit(
-            X_fit, y_fit
-        )
+        return make_predictor(
+            space,
+            kind=kind,
+            encoding=encoding,
+            random_state=random_state,
+            user_features=user_features,
+        ).fit(X_fit, y_fit)
 
     held_out = fitted(X_train, y_train)
     y_pred = np.asarray(held_out.predict(X_test), dtype=float)  # type: ignore[attr-defined]

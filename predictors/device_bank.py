@@ -107,10 +107,15 @@ class DeviceBank:
             check_latencies(latency[:, j], key=f"bank.latency[{device!r}]")
         if len(X) < 2:
             raise ConfigError(f"bank has {len(X)} architecture(s); it needs at least 2")
-        try:
-            self.space.decode_many(X)
-        except ConfigError as exc:
-            raise ConfigError(f"bank.X: {exc}") from exc
+        n_options = self.space.n_options[None, :]
+        outside = (X < 0) | (n_options <= X)
+        if outside.any():
+            i, column = (int(v[0]) for v in np.nonzero(outside))
+            dim = self.space.dims[column]
+            raise ConfigError(
+                f"bank.X[{i}]: {dim.name} index {int(X[i, column])} is outside "
+                f"0..{len(dim.options) - 1} (allowed values: {list(dim.options)})"
+            )
         canonical = self.space.canonical_indices(X)
         keys = row_keys(canonical)
         lookup: dict[bytes, int] = {}

@@ -14,6 +14,11 @@ dimension), so pipelines stay cheap to fit, clone and persist. Three stock steps
 
 Dimensions with a single option carry no information and are left out.
 
+:class:`~nas.space.Numeric` dimensions (bounded integers or reals) go to a fourth stock step,
+``numeric``: ``(value - low) / (high - low)``, inactive values 0, so a value between measured
+ones predicts by interpolation. ``user_features=`` appends the standardised columns of a
+registered hook (:mod:`predictors.user_features`), e.g. per-layer analytic MACs.
+
 Cell spaces (every dimension named ``edge{j}<-{i}``, an operation on the edge from node ``i`` to
 node ``j`` of a DAG, with a ``"none"`` option, as NAS-Bench-201) get more stock blocks when
 ``cell_pruning`` is on:
@@ -47,16 +52,16 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Literal, get_args
 
 import numpy as np
 from sklearn.compose import ColumnTransformer
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import FunctionTransformer, OneHotEncoder
+from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
 from nas.errors import ConfigError, format_choice_error
-from nas.space import SearchSpace
+from nas.space import Choice, Numeric, SearchSpace
 
 Encoding = Literal["ordinal", "onehot"]
 ENCODINGS: tuple[str, ...] = get_args(Encoding)
@@ -68,20 +73,34 @@ MAX_PATH_SET_OPTIONS = 6
 operations and for all of them only, not for every set (2^k - 1 columns)."""
 
 
-def mask_inactive(X: np.ndarray, gates: list[list[object]]) -> np.ndarray:
-    """Set inactive dimensions to ``-1``.
+def mask_inactive(
+    X: np.ndarray, gates: list[list[object]], numeric_columns: Sequence[int] = ()
+) -> np.ndarray:
+    """Set inactive dimensions to ``-1`` (numeric columns: to ``NaN``).
 
     Args:
-        X: Option indices, shape ``(n, n_dims)``.
+        X: Option indices, shape ``(n, n_dims)`` (float when the space has numeric columns).
         gates: ``[column, depth_column, active_by_depth_index]`` per gated dimension, where
             ``active_by_depth_index[i]`` says whether the column is active when the depth
             dimension has option index ``i``.
+        numeric_columns: Columns holding values of numeric dimensions rather than indices.
     """
-    out = np.array(X, dtype=np.int64, copy=True)
+    X = np.asarray(X)
+    floating = X.dtype.kind == "f" and len(numeric_columns) > 0
+    out = np.array(X, dtype=np.float64 if floating else np.int64, copy=True)
+    numeric = set(numeric_columns)
     for column, depth_column, active_by_index in gates:
-        active = np.asarray(active_by_index, dtype=bool)[out[:, depth_column]]  # type: ignore[index]
-        out[~active, column] = INACTIVE  # type: ignore[index]
+        depth = out[:, depth_column].astype(np.int64)  # type: ignore[index]
+        active = np.asarray(active_by_index, dtype=bool)[depth]
+        out[~active, column] = np.nan if column in numeric else INACTIVE  # type: ignore[index]
     return out
+
+
+def scale_numeric(X: np.ndarray, lows: list[float], highs: list[float]) -> np.ndarray:
+    """``(value - low) / (high - low)`` per column; ``NaN`` (inactive) becomes 0."""
+    X = np.asarray(X, dtype=np.float64)
+    low, high = np.asarray(lows, dtype=float), np.asarray(highs, dtype=float)
+    return np.nan_to_num((X - low[None, :]) / (high - low)[None, :], nan=0.0)
 
 
 def scale_ordinal(X: np.ndarray, tables: list[list[float]]) -> np.ndarray:
@@ -234,6 +253,8 @@ def cell_edges(space: SearchSpace) -> list[list[int]] | None:
     """``[to, from]`` per dimension if ``space`` is a cell DAG space (module doc), else None."""
     edges = []
     for dim in space.dims:
+        if not isinstance(dim, Choice):
+            return None
         match = _EDGE.match(dim.name)
         if match is None or "none" not in dim.options or dim.active_if is not None:
             return None
@@ -265,19 +286,23 @@ def _scaled_values(options: tuple[object, ...]) -> list[float]:
 
 
 def feature_columns(space: SearchSpace, encoding: Encoding = "ordinal") -> dict[str, list[int]]:
-    """Which encoded columns go to the ``ordinal`` and ``onehot`` steps."""
+    """Which encoded columns go to the ``ordinal``, ``onehot`` and ``numeric`` steps."""
     if encoding not in ENCODINGS:
         raise ConfigError(format_choice_error("encoding", encoding, list(ENCODINGS)))
     ordinal: list[int] = []
     onehot: list[int] = []
+    numeric: list[int] = []
     for i, dim in enumerate(space.dims):
+        if isinstance(dim, Numeric):
+            numeric.append(i)
+            continue
         if len(dim.options) < 2:
             continue
         if dim.ordered and encoding == "ordinal":
             ordinal.append(i)
         else:
             onehot.append(i)
-    return {"ordinal": ordinal, "onehot": onehot}
+    return {"ordinal": ordinal, "onehot": onehot, "numeric": numeric}
 
 
 def make_features(
@@ -286,6 +311,7 @@ def make_features(
     encoding: Encoding = "ordinal",
     cell_pruning: bool | None = None,
     cell_paths: bool = False,
+    user_features: str | None = None,
 ) -> Pipeline:
     """Transformer from encoded configs (``space.encode_many``) to a dense float feature matrix.
 
@@ -298,6 +324,8 @@ def make_features(
             :func:`cell_edges` recognises the space.
         cell_paths: Add the path-count and longest-path features of cell spaces (module doc);
             needs a cell space whose edges share their options (:func:`supports_cell_paths`).
+        user_features: Name of a hook registered in :mod:`predictors.user_features` whose
+            standardised columns are appended.
 
     Example:
         >>> import search_spaces
@@ -314,11 +342,23 @@ def make_features(
         if dim.active_if is not None:
             depth_name, j = dim.active_if
             depth_column = names.index(depth_name)
-            depth_options = space.dims[depth_column].options
+            depth_options = space.dims[depth_column].options  # type: ignore[union-attr]
             active = [float(v) > j for v in depth_options]  # type: ignore[arg-type]
             gates.append([i, depth_column, active])
     columns = feature_columns(space, encoding)
     transformers: list[tuple[str, object, list[int]]] = []
+    if columns["numeric"]:
+        bounds = {
+            "lows": [float(space.dims[i].low) for i in columns["numeric"]],  # type: ignore[union-attr]
+            "highs": [float(space.dims[i].high) for i in columns["numeric"]],  # type: ignore[union-attr]
+        }
+        transformers.append(
+            (
+                "numeric",
+                FunctionTransformer(scale_numeric, kw_args=bounds, feature_names_out="one-to-one"),
+                columns["numeric"],
+            )
+        )
     if columns["ordinal"]:
         tables = [_scaled_values(space.dims[i].options) for i in columns["ordinal"]]
         transformers.append(
@@ -400,12 +440,27 @@ def make_features(
                 list(range(len(space.dims))),
             )
         )
+    if user_features is not None:
+        from predictors.user_features import apply_user_features, check_hook, space_columns
+
+        check_hook(user_features, space)
+        hook_kw = {"hook": user_features, **space_columns(space)}
+        user = Pipeline(
+            [
+                ("hook", FunctionTransformer(apply_user_features, kw_args=hook_kw)),
+                ("scale", StandardScaler()),
+            ]
+        )
+        transformers.append(("user", user, list(range(len(space.dims)))))
+    mask_kw: dict[str, object] = {"gates": gates}
+    if columns["numeric"]:
+        mask_kw["numeric_columns"] = columns["numeric"]
     return Pipeline(
         [
             (
                 "mask",
                 FunctionTransformer(
-                    mask_inactive, kw_args={"gates": gates}, feature_names_out="one-to-one"
+                    mask_inactive, kw_args=mask_kw, feature_names_out="one-to-one"
                 ),
             ),
             ("columns", ColumnTransformer(transformers, remainder="drop")),
@@ -418,6 +473,7 @@ def feature_schema(
     encoding: Encoding = "ordinal",
     cell_pruning: bool | None = None,
     cell_paths: bool = False,
+    user_features: str | None = None,
 ) -> dict[str, object]:
     """JSON description of the features (stored in a predictor's manifest)."""
     columns = feature_columns(space, encoding)
@@ -430,6 +486,16 @@ def feature_schema(
             extra += 2 * (len(space.dims[0].options) - 1)
     if cell_paths:
         extra += 1 + len(path_option_sets(space))
+    extra += len(columns["numeric"])
+    schema_user: dict[str, object] = {}
+    if user_features is not None:
+        from predictors.user_features import get
+
+        extra += get(user_features).n_features
+        schema_user = {"user_features": user_features}
+    numeric = (
+        {"numeric": [space.names[i] for i in columns["numeric"]]} if columns["numeric"] else {}
+    )
     return {
         "encoding": encoding,
         "input": "option indices in dimension order (SearchSpace.encode_many)",
@@ -438,8 +504,10 @@ def feature_schema(
         "masked_by_depth": [d.name for d in space.dims if d.active_if is not None],
         "cell_pruning": pruned,
         "cell_paths": cell_paths,
+        **numeric,
+        **schema_user,
         "n_features": len(columns["ordinal"])
-        + sum(len(space.dims[i].options) for i in columns["onehot"])
+        + sum(len(space.dims[i].options) for i in columns["onehot"])  # type: ignore[union-attr]
         + extra,
     }
 

@@ -164,6 +164,7 @@ def make_predictor(
     cell_pruning: bool | None = None,
     cell_paths: bool = False,
     random_state: int = 0,
+    user_features: str | None = None,
 ) -> Pipeline:
     """Unfitted pipeline ``features → regressor`` taking ``space.encode_many(configs)`` as X.
 
@@ -174,6 +175,8 @@ def make_predictor(
         cell_pruning: Effective-operation features for cell spaces (default: automatic).
         cell_paths: Path-count and longest-path features for cell spaces (default: off).
         random_state: Seed of the regressor.
+        user_features: A hook of :mod:`predictors.user_features` whose columns are appended
+            (every kind accepts it).
 
     Example:
         >>> import search_spaces
@@ -191,7 +194,11 @@ def make_predictor(
             (
                 "features",
                 make_features(
-                    space, encoding=encoding, cell_pruning=cell_pruning, cell_paths=cell_paths
+                    space,
+                    encoding=encoding,
+                    cell_pruning=cell_pruning,
+                    cell_paths=cell_paths,
+                    user_features=user_features,
                 ),
             ),
             ("regressor", REGRESSORS[kind](random_state)),
@@ -215,6 +222,7 @@ def search_predictor(  # noqa: D417
     random_state: int = 0,
     cv: int = 3,
     scoring: str | Callable[..., float] | None = None,
+    user_features: str | None = None,
 ) -> GridSearchCV:
     """Fit :class:`GridSearchCV` over :data:`PARAM_GRIDS` ``[kind]``; use ``.best_estimator_``.
 
@@ -223,17 +231,26 @@ def search_predictor(  # noqa: D417
 
     Args:
         scoring: Model selection score; Kendall τ by default, because searches use the ranking.
+        user_features: A hook of :mod:`predictors.user_features` (kept in every grid point).
     """
     _check_kind(kind)
     grid: dict[str, list[object]] = dict(PARAM_GRIDS[kind])
     if cell_edges(space) is not None:  # let CV decide whether effective-op features help
         grid.update(CELL_PARAM_GRIDS.get(kind, {}))
         grid["features"] = [
-            make_features(space, encoding=encoding, cell_pruning=pruning)
+            make_features(
+                space, encoding=encoding, cell_pruning=pruning, user_features=user_features
+            )
             for pruning in (True, False)
         ]
     search = GridSearchCV(
-        make_predictor(space, kind=kind, encoding=encoding, random_state=random_state),
+        make_predictor(
+            space,
+            kind=kind,
+            encoding=encoding,
+            random_state=random_state,
+            user_features=user_features,
+        ),
         grid,
         scoring=scoring if scoring is not None else make_scorer(kendall_tau_score),
         cv=KFold(n_splits=cv, shuffle=True, random_state=random_state),

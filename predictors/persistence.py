@@ -52,7 +52,7 @@ from nas.safe_files import (
     require_sha256,
     resolve_inside,
 )
-from nas.space import Choice, SearchSpace
+from nas.space import SearchSpace, dimension_from_schema
 from predictors.features import ENCODINGS, feature_schema
 from predictors.predictor import Predictor
 from predictors.quality import QualityReport, plot_predictions, write_json_atomic
@@ -68,8 +68,10 @@ TRUSTED_TYPES: tuple[str, ...] = (
     "predictors.features.cell_path_lengths",
     "predictors.features.mask_inactive",
     "predictors.features.prune_cell",
+    "predictors.features.scale_numeric",
     "predictors.features.scale_ordinal",
     "predictors.models.MeanStdEnsemble",
+    "predictors.user_features.apply_user_features",
     "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",
     "sklearn.tree._tree.Tree",
     "sklearn.utils._bunch.Bunch",
@@ -83,31 +85,13 @@ def space_schema(space: SearchSpace) -> dict[str, Any]:
     return {
         "name": space.name,
         "fingerprint": space.fingerprint(),
-        "dims": [
-            {
-                "name": d.name,
-                "options": list(d.options),
-                "ordered": d.ordered,
-                "active_if": list(d.active_if) if d.active_if is not None else None,
-            }
-            for d in space.dims
-        ],
+        "dims": [d.schema() for d in space.dims],
     }
 
 
 def space_from_schema(schema: Mapping[str, Any]) -> SearchSpace:
     """Rebuild the dimensions of a space from :func:`space_schema` (enough to validate configs)."""
-    dims = tuple(
-        Choice(
-            str(d["name"]),
-            tuple(d["options"]),
-            ordered=bool(d["ordered"]),
-            active_if=(str(d["active_if"][0]), int(d["active_if"][1]))
-            if d["active_if"] is not None
-            else None,
-        )
-        for d in schema["dims"]
-    )
+    dims = tuple(dimension_from_schema(d) for d in schema["dims"])
     return SearchSpace(str(schema["name"]), dims)
 
 
@@ -126,10 +110,11 @@ def describe_space_difference(saved: Mapping[str, Any], current: Mapping[str, An
         parts.append(f"dimensions only in the given space: {extra}")
     for name in a:
         if name in b:
-            for field in ("options", "ordered", "active_if"):
-                if a[name][field] != b[name][field]:
+            for field in ("options", "numeric", "ordered", "active_if"):
+                if a[name].get(field) != b[name].get(field):
                     parts.append(
-                        f"{name}.{field}: saved {a[name][field]!r}, given {b[name][field]!r}"
+                        f"{name}.{field}: saved {a[name].get(field)!r}, "
+                        f"given {b[name].get(field)!r}"
                     )
     if not parts and [d["name"] for d in saved["dims"]] != [d["name"] for d in current["dims"]]:
         parts.append("dimension order differs")
@@ -274,7 +259,9 @@ def _check_space_schema(schema: Any, *, file: Path) -> None:
     for i, dim in enumerate(dims):
         prefix = f"space.dims[{i}]."
         require(dim, "name", str, file=file, prefix=prefix)
-        if not require(dim, "options", list, file=file, prefix=prefix):
+        if isinstance(dim, Mapping) and "numeric" in dim:
+            _check_numeric_schema(dim, file=file, prefix=prefix)
+        elif not require(dim, "options", list, file=file, prefix=prefix):
             raise IncompatibleArtifactError(f"{file}: {prefix}options is empty")
         require(dim, "ordered", bool, file=file, prefix=prefix)
         active_if = require(dim, "active_if", (list, type(None)), file=file, prefix=prefix)
@@ -287,6 +274,15 @@ def _check_space_schema(schema: Any, *, file: Path) -> None:
             raise IncompatibleArtifactError(
                 f"{file}: {prefix}active_if must be [dimension name, integer], got {active_if!r}"
             )
+
+
+def _check_numeric_schema(dim: Mapping[str, Any], *, file: Path, prefix: str) -> None:
+    bounds = require(dim, "numeric", dict, file=file, prefix=prefix)
+    for key in ("low", "high"):
+        value = require(bounds, key, (int, float), file=file, prefix=f"{prefix}numeric.")
+        if isinstance(value, bool) or not np.isfinite(value):
+            raise IncompatibleArtifactError(f"{file}: {prefix}numeric.{key} must be a number")
+    require(bounds, "integer", bool, file=file, prefix=f"{prefix}numeric.")
 
 
 def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -42,9 +42,16 @@ class ConfigEncoder:
     def __init__(self, space: SearchSpace) -> None:
         self.space = space
         self._names = space.names
-        self._lookup = [{o: i for i, o in enumerate(d.options)} for d in space.dims]
+        self._lookup = [
+            {o: i for i, o in enumerate(getattr(d, "options", ()))} for d in space.dims
+        ]
 
     def __call__(self, configs: Iterable[ConfigLike]) -> np.ndarray:
+        if self.space.has_numeric:  # values, not indices: every config through the space
+            encoded = [self._slow(i, c) for i, c in enumerate(configs)]
+            if not encoded:
+                return np.zeros((0, len(self._names)), dtype=np.float64)
+            return np.stack(encoded).astype(np.float64)
         rows: list[list[int]] = []
         n = len(self._names)
         for index, config in enumerate(configs):
@@ -84,7 +91,7 @@ class ConfigEncoder:
                 return name
         for dim in self.space.dims:
             try:
-                dim.index(data[dim.name])
+                dim.normalise(data[dim.name])
             except ConfigError:
                 return dim.name
         return None
