@@ -114,6 +114,34 @@ def test_a_cut_last_line_is_dropped_on_open(tmp_path: Path) -> None:
     assert len(_trials(journal, "run")) == 5
 
 
+_FILLS_THE_LIMIT = """
+import resource, signal, sys
+from nas.errors import StorageError
+from nas.search.optuna_record import OptunaRecord
+from tests.test_search_problems import analytic_problem, evaluate
+
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
+resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[2]), int(sys.argv[2])))
+problem = analytic_problem()
+record = OptunaRecord(sys.argv[1], problem, study_name="run")
+try:
+    for i, config in enumerate(problem.space.enumerate()):
+        record.add(i, [config], [evaluate(config)])
+except StorageError as exc:
+    print(f"{len(record)}|{exc}", flush=True)
+"""
+
+
+def test_a_write_past_the_file_size_limit_is_one_error_and_undone(tmp_path: Path) -> None:
+    journal = tmp_path / "optuna.journal"
+    args = [sys.executable, "-c", _FILLS_THE_LIMIT, str(journal), "40000"]
+    out = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=60, check=True)
+    n, message = out.stdout.strip().split("|")
+    assert f"could not append to {journal}: File too large" in message
+    assert journal.stat().st_size <= 40000 and journal.read_bytes().endswith(b"\n")
+    assert len(_trials(journal, "run")) == int(n) > 0  # every trial before the failure
+
+
 def test_measured_front_is_its_own_study(tmp_path: Path) -> None:
     problem = analytic_problem()
     result = run_search(
