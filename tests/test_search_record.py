@@ -17,12 +17,14 @@ import optuna
 import pandas as pd
 import pytest
 from matplotlib.image import imread
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from nas.errors import ConfigError
 from nas.results import ResultStore
 from nas.search import MetricEvaluator, Objective, SearchProblem, make_searcher, run_search
 from nas.search.hv_history import write_history
 from nas.search.optuna_record import OptunaRecord, open_journal, record_measured_front
+from nas.space import Choice, Numeric, SearchSpace
 from nas.subnet import SubnetConfig
 from tests.test_search_problems import METRICS, analytic_problem, evaluate, evaluator
 
@@ -87,6 +89,31 @@ def test_resume_adds_only_what_is_new(tmp_path: Path) -> None:
     assert len(keys) == len(set(keys)) == 50
 
 
+def test_numeric_dimensions_are_recorded_as_numbers(tmp_path: Path) -> None:
+    space = SearchSpace(
+        "mixed",
+        (
+            Choice("kernel", (3, 5, 7)),
+            Choice("op", ("conv", "skip"), ordered=False),
+            Numeric("resolution", 16, 64, integer=True),
+            Numeric("width", 0.5, 1.5),
+        ),
+    )
+    problem = SearchProblem.from_strings(space, ["top1:max", "latency_ms:min"])
+    configs = space.sample_many(20, np.random.default_rng(0))
+    rows = [{"top1": float(c["width"]), "latency_ms": float(c["resolution"])} for c in configs]
+    record = OptunaRecord(tmp_path / "j", problem, study_name="run")
+    assert record.add(0, configs, rows) == len({c.key for c in configs})
+    trial = _trials(tmp_path / "j", "run")[0]
+    assert trial.distributions == {
+        "kernel": IntDistribution(3, 7),
+        "op": CategoricalDistribution(("conv", "skip")),
+        "resolution": IntDistribution(16, 64),
+        "width": FloatDistribution(0.5, 1.5),
+    }
+    assert trial.params == dict(configs[0].items)
+
+
 def test_other_objectives_in_the_same_study_are_refused(tmp_path: Path) -> None:
     problem = analytic_problem()
     OptunaRecord(tmp_path / "j", problem, study_name="run")
@@ -117,6 +144,7 @@ def test_a_cut_last_line_is_dropped_on_open(tmp_path: Path) -> None:
 _FILLS_THE_LIMIT = """
 import resource, signal, sys
 from nas.errors import StorageError
+from nas.space import Choice, Numeric, SearchSpace
 from nas.search.optuna_record import OptunaRecord
 from tests.test_search_problems import analytic_problem, evaluate
 

@@ -38,7 +38,7 @@ from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 from nas.errors import ConfigError, StorageError
 from nas.results import Source
 from nas.search.objectives import SearchProblem
-from nas.space import Choice
+from nas.space import Dimension, Numeric
 from nas.subnet import SubnetConfig
 
 if TYPE_CHECKING:
@@ -53,8 +53,12 @@ LOCK_GRACE_S = 5
 """Seconds before a journal lock left by a killed writer is taken over (Optuna's default: 30)."""
 
 
-def distribution(dim: Choice) -> BaseDistribution:
-    """Numeric ordered dimensions as numbers (readable axes), the others as categories."""
+def distribution(dim: Dimension) -> BaseDistribution:
+    """Numeric and numeric ordered dimensions as numbers (readable axes), others as categories."""
+    if isinstance(dim, Numeric):
+        if dim.integer:
+            return IntDistribution(int(dim.low), int(dim.high))
+        return FloatDistribution(float(dim.low), float(dim.high))
     numbers = [v for v in dim.options if not isinstance(v, str | bool)]
     if dim.ordered and len(numbers) == len(dim.options):
         if all(isinstance(v, int) for v in numbers):
