@@ -6,10 +6,8 @@ line starts without importing torch; Ray-dependent code lives in :mod:`nas.execu
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
 from nas.errors import ConfigError, IncompatibleArtifactError, UnsafeFileError
+from nas.lazy import lazy_getattr
 
 _LAZY = {
     "Evaluation": "nas.results",
@@ -32,8 +30,4 @@ __all__ = [
     "UnsafeFileError",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'nas' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)

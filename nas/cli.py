@@ -91,12 +91,19 @@ def _print_summary(root: Path) -> None:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from nas.pipeline import RunContext, resolve, train_config
+    from nas.data_facts import data_facts
+    from nas.resolve import check_data_fits, resolve, train_config
 
     spec = _load_spec(args)
     exp = resolve(spec)
     train_config(spec)
-    _ = RunContext(exp).data  # the data set exists and fits the search space
+    facts = data_facts(spec.data)  # headers, labels and checksums: no full load
+    if facts is None:
+        from nas.pipeline import RunContext
+
+        _ = RunContext(exp).data  # npz and image folders: only loading them checks them
+    else:
+        check_data_fits(exp.space, facts)
     print(f"{args.spec}: valid")
     return 0
 

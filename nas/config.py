@@ -45,7 +45,7 @@ def _supernet_spaces() -> list[str]:
 
 
 def _datasets() -> list[str]:
-    from nas.data import DATASETS
+    from nas.data_kinds import DATASETS
 
     return list(DATASETS)
 
@@ -117,7 +117,7 @@ class DataSpec:
     )
 
     def __post_init__(self) -> None:
-        from nas.data import DATASETS_NEEDING_PATH
+        from nas.data_kinds import DATASETS_NEEDING_PATH
 
         check_fields(self, "data.")
         if self.kind in DATASETS_NEEDING_PATH and not self.path:

@@ -72,11 +72,45 @@ def read_idx(path: str | Path, *, magic: int) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
 
 
+def idx_shape(path: str | Path, *, magic: int) -> tuple[int, ...]:
+    """The shape an IDX file's header declares, reading the header only (fast checks).
+
+    Raises:
+        ConfigError: missing file, bad gzip, wrong magic number or type, or a short header.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"IDX file {str(path)!r} does not exist or is not a file")
+    try:
+        with open(path, "rb") as raw:
+            compressed = raw.read(2) == b"\x1f\x8b"
+            raw.seek(0)
+            if compressed:
+                with gzip.open(raw) as fh:
+                    head = fh.read(4 + 4 * 4)
+            else:
+                head = raw.read(4 + 4 * 4)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise ConfigError(f"IDX file {str(path)!r}: broken gzip stream ({exc})") from exc
+    if len(head) < 4 or struct.unpack(">I", head[:4])[0] != magic or head[2] != UBYTE:
+        raise ConfigError(f"IDX file {str(path)!r} does not start with the magic number {magic}")
+    ndim = head[3]
+    if len(head) < 4 + 4 * ndim:
+        raise ConfigError(f"IDX file {str(path)!r} is truncated inside its header")
+    return tuple(struct.unpack(f">{ndim}I", head[4 : 4 + 4 * ndim]))
+
+
 def _locate(directory: Path, stem: str) -> Path:
     for name in (stem, f"{stem}.gz"):
         if (directory / name).is_file():
             return directory / name
     raise ConfigError(f"IDX directory {str(directory)!r} lacks {stem} (or {stem}.gz)")
+
+
+def locate_split(directory: str | Path, split: str) -> tuple[Path, Path]:
+    """The images and labels files of ``train`` or ``test`` (plain or ``.gz``)."""
+    images_stem, labels_stem = SPLIT_FILES[split]
+    return _locate(Path(directory), images_stem), _locate(Path(directory), labels_stem)
 
 
 def read_idx_split(directory: str | Path, split: str) -> tuple[np.ndarray, np.ndarray]:

@@ -1,7 +1,20 @@
-"""Measurement: hardware targets, latency (whole model and lookup table), cost, evaluation."""
+"""Measurement: hardware targets, latency (whole model and lookup table), cost, evaluation.
 
-from nas.measure.latency import LatencyProtocol, LatencyResult, measure_latency
-from nas.measure.targets import HardwareTarget, TargetRegistry, default_registry
+Names are imported on first use (PEP 562), so reading targets does not import torch.
+"""
+
+from __future__ import annotations
+
+from nas.lazy import lazy_getattr
+
+_LAZY = {
+    "LatencyProtocol": "nas.measure.latency",
+    "LatencyResult": "nas.measure.latency",
+    "measure_latency": "nas.measure.latency",
+    "HardwareTarget": "nas.measure.targets",
+    "TargetRegistry": "nas.measure.targets",
+    "default_registry": "nas.measure.targets",
+}
 
 __all__ = [
     "HardwareTarget",
@@ -11,3 +24,5 @@ __all__ = [
     "default_registry",
     "measure_latency",
 ]
+
+__getattr__ = lazy_getattr(__name__, _LAZY)

@@ -19,25 +19,43 @@ import types
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nas.errors import ConfigError, format_choice_error
-from nas.results import ResultStore
-from nas.search.base import MetricEvaluator, Searcher, SearchResult, run_search
+from nas.lazy import lazy_getattr
 from nas.search.objectives import Constraint, Objective, SearchProblem
-from nas.search.optuna_search import OptunaSearcher
-from nas.search.predicted import measure_front
-from nas.search.pymoo_search import PymooSearcher
-from nas.search.random_search import RandomSearcher
-from nas.search.surrogate_search import SurrogateSearcher
+
+if TYPE_CHECKING:
+    from nas.search.base import Searcher
+
+# Imported on first use (PEP 562): spec validation names searchers without importing pymoo,
+# Optuna or scikit-learn.
+_LAZY = {
+    "ResultStore": "nas.results",
+    "MetricEvaluator": "nas.search.base",
+    "Searcher": "nas.search.base",
+    "SearchResult": "nas.search.base",
+    "run_search": "nas.search.base",
+    "measure_front": "nas.search.predicted",
+    "OptunaSearcher": "nas.search.optuna_search",
+    "PymooSearcher": "nas.search.pymoo_search",
+    "RandomSearcher": "nas.search.random_search",
+    "SurrogateSearcher": "nas.search.surrogate_search",
+}
+
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 
 @dataclass(frozen=True)
 class SearcherEntry:
-    """A registered searcher: its class and the keywords its name fixes."""
+    """A registered searcher: its class (by name, imported when built) and its fixed keywords."""
 
-    cls: type
+    class_name: str
     fixed: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def cls(self) -> type:
+        return __getattr__(self.class_name)  # type: ignore[no-any-return]
 
     def settable(self) -> dict[str, tuple[Any, Any]]:
         """Constructor keywords a spec may set (``[search.options]``): name → (hint, default).
@@ -71,13 +89,13 @@ def _plain_hint(hint: Any) -> bool:
 
 
 REGISTRY: dict[str, SearcherEntry] = {
-    "pymoo-nsga2": SearcherEntry(PymooSearcher, {"algorithm": "nsga2"}),
-    "pymoo-nsga3": SearcherEntry(PymooSearcher, {"algorithm": "nsga3"}),
-    "optuna-nsga2": SearcherEntry(OptunaSearcher, {"algorithm": "nsga2"}),
-    "optuna-tpe": SearcherEntry(OptunaSearcher, {"algorithm": "tpe"}),
-    "optuna-gp": SearcherEntry(OptunaSearcher, {"algorithm": "gp"}),
-    "surrogate": SearcherEntry(SurrogateSearcher),
-    "random": SearcherEntry(RandomSearcher),
+    "pymoo-nsga2": SearcherEntry("PymooSearcher", {"algorithm": "nsga2"}),
+    "pymoo-nsga3": SearcherEntry("PymooSearcher", {"algorithm": "nsga3"}),
+    "optuna-nsga2": SearcherEntry("OptunaSearcher", {"algorithm": "nsga2"}),
+    "optuna-tpe": SearcherEntry("OptunaSearcher", {"algorithm": "tpe"}),
+    "optuna-gp": SearcherEntry("OptunaSearcher", {"algorithm": "gp"}),
+    "surrogate": SearcherEntry("SurrogateSearcher"),
+    "random": SearcherEntry("RandomSearcher"),
 }
 
 
@@ -92,6 +110,8 @@ def check_options(name: str, options: Mapping[str, Any], *, key: str = "search.o
 
     if name not in REGISTRY:
         raise ConfigError(format_choice_error("search.algorithm", name, names()))
+    if not options:
+        return
     settable = REGISTRY[name].settable()
     for option, value in options.items():
         if option not in settable:

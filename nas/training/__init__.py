@@ -1,12 +1,20 @@
 """Supernet training in plain torch: sandwich rule, in-place distillation, BN re-calibration.
 
 Nothing here imports Ray; :mod:`nas.execution.ray_training` runs these pieces on Ray Train.
+Names are imported on first use, so reading a ``TrainConfig`` does not import torch.
 """
 
-from nas.training.config import TrainConfig
-from nas.training.recalibrate import recalibrate_bn
-from nas.training.sampling import ProgressiveSchedule, sandwich_configs
-from nas.training.step import SandwichObjective, StepLosses, sandwich_backward
+from nas.lazy import lazy_getattr
+
+_LAZY = {
+    "TrainConfig": "nas.training.config",
+    "recalibrate_bn": "nas.training.recalibrate",
+    "ProgressiveSchedule": "nas.training.sampling",
+    "sandwich_configs": "nas.training.sampling",
+    "SandwichObjective": "nas.training.step",
+    "StepLosses": "nas.training.step",
+    "sandwich_backward": "nas.training.step",
+}
 
 __all__ = [
     "ProgressiveSchedule",
@@ -17,3 +25,5 @@ __all__ = [
     "sandwich_backward",
     "sandwich_configs",
 ]
+
+__getattr__ = lazy_getattr(__name__, _LAZY)
