@@ -530,6 +530,7 @@ def run_export(ctx: RunContext) -> dict[str, Any]:
     n_val = int(data.sizes()[spec.measure.eval_split])
     predicted_by_key = _predicted_rows(search_front) if spec.search.use_predictors else {}
     rows = []
+    bar = progress_bar(len(chosen), "export")
     for i, subnet in enumerate(chosen):
         config = subnet.config
         directory = out / f"subnet_{i:02d}_{config.key}"
@@ -579,6 +580,8 @@ def run_export(ctx: RunContext) -> dict[str, Any]:
             )
         card = read_card(directory)
         rows.append(_front_row(directory, card))
+        bar.update(1)
+    bar.close()
     table = pd.DataFrame(rows)
     table.to_csv(out / "front.csv", index=False)
     _plot_front(exp, subnets, front, search_front, out / "pareto.png")

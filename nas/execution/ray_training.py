@@ -17,6 +17,7 @@ import errno
 import shutil
 import tempfile
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -150,8 +151,11 @@ class EpochPrinter:
             self._printed.update(int(e) for e in pd.read_csv(metrics_csv)["epoch"])
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._follow, daemon=True)
+        self._start = time.monotonic()
+        self._done_before = len(self._printed)
 
     def __enter__(self) -> EpochPrinter:
+        self._start = time.monotonic()
         self._thread.start()
         return self
 
@@ -173,7 +177,14 @@ class EpochPrinter:
             epoch = int(row["epoch"])
             if epoch not in self._printed:
                 self._printed.add(epoch)
-                print(format_epoch_line(row, self.epochs), flush=True)
+                print(f"{format_epoch_line(row, self.epochs)} | {self._eta()}", flush=True)
+
+    def _eta(self) -> str:
+        """Time left at this attempt's mean epoch time so far (setup included)."""
+        done = len(self._printed) - self._done_before
+        left = max(self.epochs - len(self._printed), 0)
+        per_epoch = (time.monotonic() - self._start) / max(done, 1)
+        return f"eta {per_epoch * left:.0f} s" if left else "done"
 
 
 def _attempt_name(ray_dir: Path) -> str:
