@@ -17,13 +17,10 @@ the card's ``preprocessing.raw_range``; :func:`load_exported` gives the torch mo
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import math
-import os
 import platform
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -39,10 +36,9 @@ from nas.errors import (
     ConfigError,
     IncompatibleArtifactError,
     MissingArtifactError,
-    StorageError,
     UnsafeFileError,
 )
-from nas.safe_files import (
+from nas.safe_files import (  # write_bytes_atomic: re-exported
     HEAD_BYTES,
     looks_like_pickle,
     read_json_object,
@@ -50,6 +46,7 @@ from nas.safe_files import (
     require,
     require_sha256,
     resolve_inside,
+    write_bytes_atomic,
 )
 from nas.subnet import SubnetConfig
 
@@ -77,42 +74,6 @@ def file_sha256(path: str | Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that ``path`` is either the old file or all of ``data``.
-
-    A temporary file in the same directory is written, flushed to disk and renamed over
-    ``path``. On failure the temporary file is removed; an ``OSError`` (a full disk, a file size
-    limit) becomes a :class:`~nas.errors.StorageError` whose one line names ``path`` and the
-    reason, e.g. ``no space left on device writing .../model.safetensors``.
-    """
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        code = exc.errno if exc.errno is not None else errno.EIO
-        error = StorageError(f"{(exc.strerror or os.strerror(code)).lower()} writing {path}")
-        error.errno = code
-        raise error from exc
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    try:  # make the rename itself durable; not every file system lets a directory be synced
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
 
 
 def write_json_atomic(path: Path, data: Any) -> None:

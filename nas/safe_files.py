@@ -9,9 +9,12 @@ naming the file and the key. Nothing here imports torch, so the predictor servic
 
 from __future__ import annotations
 
+import errno
 import io
 import json
+import os
 import pickletools
+import tempfile
 import warnings
 import zipfile
 from collections.abc import Mapping
@@ -20,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from nas.errors import IncompatibleArtifactError, UnsafeFileError
+from nas.errors import IncompatibleArtifactError, StorageError, UnsafeFileError
 
 PICKLE_SUFFIXES: tuple[str, ...] = (".pkl", ".pickle", ".joblib", ".pt", ".pth", ".dill")
 """File names refused in an artifact directory whatever they hold."""
@@ -276,3 +279,39 @@ def require_sha256(data: Mapping[str, Any], key: str, *, file: Path, prefix: str
             f"{file}: {prefix}{key}={value[:70]!r} is not a sha256 digest (64 hex digits)"
         )
     return value
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that ``path`` is either the old file or all of ``data``.
+
+    A temporary file in the same directory is written, flushed to disk and renamed over
+    ``path``. On failure the temporary file is removed; an ``OSError`` (a full disk, a file size
+    limit) becomes a :class:`~nas.errors.StorageError` whose one line names ``path`` and the
+    reason, e.g. ``no space left on device writing .../model.safetensors``.
+    """
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        code = exc.errno if exc.errno is not None else errno.EIO
+        error = StorageError(f"{(exc.strerror or os.strerror(code)).lower()} writing {path}")
+        error.errno = code
+        raise error from exc
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    try:  # make the rename itself durable; not every file system lets a directory be synced
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)

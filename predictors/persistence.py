@@ -24,7 +24,6 @@ import hashlib
 import io
 import os
 import platform
-import tempfile
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -51,6 +50,7 @@ from nas.safe_files import (
     require,
     require_sha256,
     resolve_inside,
+    write_bytes_atomic,
 )
 from nas.space import SearchSpace, dimension_from_schema
 from predictors.features import ENCODINGS, feature_schema
@@ -165,19 +165,6 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _write_bytes_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def encoding_of(pipeline: Pipeline) -> tuple[str, bool, bool]:
     """Feature encoding, cell pruning and cell paths of a pipeline from :func:`make_predictor`."""
     columns = pipeline.named_steps["features"].named_steps["columns"]
@@ -203,9 +190,7 @@ def save_predictor(  # noqa: D417
     directory.mkdir(parents=True, exist_ok=True)
     encoding, cell_pruning, cell_paths = encoding_of(predictor.pipeline)
     model_path = directory / MODEL_FILE
-    _write_bytes_atomic(
-        model_path, sio.dumps(predictor.pipeline, compression=zipfile.ZIP_DEFLATED)
-    )
+    write_bytes_atomic(model_path, sio.dumps(predictor.pipeline, compression=zipfile.ZIP_DEFLATED))
     untrusted = sorted(set(sio.get_untrusted_types(file=model_path)) - set(TRUSTED_TYPES))
     if untrusted:
         model_path.unlink()

@@ -18,41 +18,16 @@ from pathlib import Path
 
 import pytest
 
+from tests.test_pipeline import write_spec
+
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
 # First words of a block → why it is not run here (and where it is tested).
 NOT_RUN = {
     "# 1. install": "installs the platform and runs the 6-minute default (CI's own setup)",
 }
-SMALL_RUN = """
-name = "readme"
-seed = 0
-[space]
-name = "tiny_cnn"
-[data]
-kind = "digits"
-[train]
-epochs = 2
-batch_size = 64
-[[targets]]
-name = "cpu_fp32_b64"
-runtime = "torch"
-precision = "fp32"
-threads = 1
-batch_size = 64
-[measure]
-targets = ["cpu_fp32_b64"]
-n_samples = 16
-latency_repeats = 5
-latency_warmup = 1
-[predictors]
-kind = "ridge"
-[search]
-objectives = ["top1:max", "latency_ms@cpu_fp32_b64:min"]
-budget = 40
-[export]
-max_subnets = 3
-"""
+# The small run is the pipeline test's spec; its target stands in for the default's.
+DEFAULT_TARGET, SMALL_TARGET = "cpu_fp32_b64", "cpu_fp32"
 
 
 def bash_blocks(text: str) -> list[list[str]]:
@@ -83,8 +58,7 @@ def test_every_bash_block_is_run_or_says_why_not() -> None:
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("readme")
-    spec = root / "readme.toml"
-    spec.write_text(f'output_dir = "{root / "runs" / "default"}"\n' + SMALL_RUN)  # top-level key
+    spec = write_spec(root, output_dir=root / "runs" / "default", n_samples=16)
     done = subprocess.run(
         [sys.executable, "-m", "nas", "run", str(spec)],
         cwd=REPO,
@@ -104,7 +78,12 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.parametrize("command", readme_commands())
 def test_readme_command_runs(command: str, finished_run: Path) -> None:
     argv = shlex.split(command.split("  #")[0])
-    argv = [a.replace("runs/default", str(finished_run / "runs" / "default")) for a in argv]
+    argv = [
+        a.replace("runs/default", str(finished_run / "runs" / "default")).replace(
+            DEFAULT_TARGET, SMALL_TARGET
+        )
+        for a in argv
+    ]
     argv = argv[:2] + [str(finished_run / "runs") if a == "runs" else a for a in argv[2:]]
     done = subprocess.run(
         [sys.executable, "-m", *argv],
