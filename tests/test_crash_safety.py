@@ -82,6 +82,37 @@ def test_a_second_run_on_a_locked_directory_exits_2_naming_the_holder(
         assert info["pid"] == os.getpid()
 
 
+@pytest.mark.slow
+@pytest.mark.ray
+@pytest.mark.timeout(600)
+def test_two_nas_runs_on_one_directory(tmp_path: Path) -> None:
+    """The second `nas run` exits 2 naming the first; once the first is killed, a rerun works."""
+    run_dir = tmp_path / "run"
+    spec_file = tmp_path / "spec.toml"
+    spec = {**BASE_SPEC, "output_dir": str(run_dir), "train": {"epochs": 30, "batch_size": 32}}
+    spec_file.write_text(to_toml(spec))
+    command = [sys.executable, "-m", "nas", "train", str(spec_file)]
+    env = {**os.environ, "RAY_ADDRESS": "local"}
+    first = subprocess.Popen(
+        command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        _wait_for(lambda: (run_dir / "train" / "INPUTS.json").exists(), 300, "training to start")
+        second = subprocess.run(
+            command, cwd=REPO, env=env, capture_output=True, text=True, timeout=120, check=False
+        )
+        lines = second.stderr.strip().splitlines()
+        assert second.returncode == 2, second.stderr[-2000:]
+        assert len(lines) == 1 and f"PID {first.pid} on host {socket.gethostname()}" in lines[0]
+        assert first.poll() is None  # the first run is untouched
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+    with RunLock(run_dir):  # the killed run's lock went with it
+        pass
+
+
 FANOUT = """
 import sys, time
 from pathlib import Path
