@@ -1,0 +1,106 @@
+"""Running stages in order: skip those done with the same spec, refuse or supersede stale ones."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from nas.config import ExperimentSpec
+from nas.console import tally_noisy_latency
+from nas.errors import ConfigError, format_choice_error
+from nas.export import write_json_atomic
+from nas.pipeline.context import (
+    RunContext,
+    mark_done,
+    stage_done,
+)
+from nas.pipeline.export import run_export
+from nas.pipeline.fit import run_predictors
+from nas.pipeline.measure import run_measure
+from nas.pipeline.search import run_search_stage
+from nas.pipeline.train import run_train
+from nas.resolve import (
+    ResolvedExperiment,
+    resolve,
+    train_config,
+)
+from nas.run_dir import StaleStagesError
+
+STAGE_FUNCTIONS: dict[str, Callable[[RunContext], dict[str, Any]]] = {
+    "train": run_train,
+    "measure": run_measure,
+    "predictors": run_predictors,
+    "search": run_search_stage,
+    "export": run_export,
+}
+
+
+def run_experiment(
+    spec: ExperimentSpec,
+    *,
+    stages: Sequence[str] = tuple(STAGE_FUNCTIONS),
+    output_dir: str | Path | None = None,
+    log: Callable[[str], None] = print,
+    force: bool = False,
+) -> ResolvedExperiment:
+    """Run the given stages in order, skipping those already done with the same spec.
+
+    A stage whose recorded spec inputs differ from ``spec`` (and every stage after it) is stale:
+    the run is refused naming the changed keys, or with ``force`` those stages' outputs move to
+    ``superseded/<time>/`` and they are redone. ``force`` with nothing stale redoes the requested
+    stages and everything after them. The output directory is locked for the whole run.
+    """
+    from nas.run_dir import RunLock, stale_stages, supersede
+
+    for stage in stages:
+        if stage not in STAGE_FUNCTIONS:
+            raise ConfigError(format_choice_error("stage", stage, list(STAGE_FUNCTIONS)))
+    exp = resolve(spec, output_dir=output_dir)
+    if "train" in stages:
+        train_config(spec)  # validate the [train] table before anything starts
+    ctx = RunContext(exp, log=log)
+    stale, changes = stale_stages(exp.root, spec)
+    if stale and not force:
+        raise StaleStagesError(
+            f"output_dir={str(exp.root)!r} was run with another spec; changed: "
+            f"{'; '.join(changes)}. Stages {stale} would be stale: rerun with --force to redo "
+            "them (their outputs move to superseded/), or choose another output_dir"
+        )
+    if any(s != "predictors" and (force or stage_done(exp, s) is None) for s in stages):
+        _ = ctx.data  # loads the data and checks it against the space before any output exists
+    with RunLock(exp.root):
+        if force:
+            first = min(stale or stages, key=list(STAGE_FUNCTIONS).index)
+            moved = supersede(
+                exp.root, list(STAGE_FUNCTIONS)[list(STAGE_FUNCTIONS).index(first) :]
+            )
+            if moved is not None:
+                log(f"--force: earlier outputs of the redone stages moved to {moved}")
+        write_json_atomic(exp.root / "spec.json", dataclasses.asdict(spec))
+        for stage in stages:
+            if stage_done(exp, stage) is not None:
+                log(f"[{stage}] done before with the same spec; skipped")
+                continue
+            _run_stage(ctx, stage)
+    return exp
+
+
+def _run_stage(ctx: RunContext, stage: str) -> None:
+    """Run one stage, recording its spec inputs when it starts and in its DONE marker."""
+    from nas.run_dir import INPUTS_FILE, stage_inputs
+
+    exp = ctx.exp
+    start = time.perf_counter()
+    inputs = stage_inputs(exp.spec, stage)
+    exp.stage_dir(stage).mkdir(parents=True, exist_ok=True)
+    write_json_atomic(exp.stage_dir(stage) / INPUTS_FILE, {"inputs": inputs})
+    ctx.log(f"[{stage}] running")
+    with tally_noisy_latency() as noise:
+        info = STAGE_FUNCTIONS[stage](ctx)
+    if noise.line(stage):
+        ctx.log(noise.line(stage))
+    mark_done(exp, stage, {**info, "inputs": inputs, "seconds": time.perf_counter() - start})
+    ctx.log(f"[{stage}] finished in {time.perf_counter() - start:.1f} s")

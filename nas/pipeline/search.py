@@ -1,0 +1,88 @@
+"""The search stage: search on predicted (or measured) metrics, then measure the front."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nas.pipeline.context import (
+    PredictedMetrics,
+    RunContext,
+    SubnetMeasurer,
+    accuracy_evaluator,
+    latency_protocol,
+    load_bundle,
+    measured_results,
+    measured_subnets,
+)
+from nas.resolve import (
+    COST_METRICS,
+    SLOW_ASK_SEARCHERS,
+    available_metrics,
+)
+from nas.results import ResultStore
+
+
+def run_search_stage(ctx: RunContext) -> dict[str, Any]:
+    """Search (on predicted or measured metrics), then measure the front for real."""
+    from nas.front import measured_front
+    from nas.search import MetricEvaluator, make_searcher, measure_front, run_search
+    from nas.search.hv_history import write_history
+    from nas.search.optuna_record import JOURNAL_FILE, OptunaRecord, record_measured_front
+
+    exp = ctx.exp
+    spec = exp.spec
+    measured_store = measured_results(exp)
+    measurer = SubnetMeasurer(
+        accuracy_evaluator(ctx), exp.measured_targets, latency_protocol(exp), spec.seed
+    )
+    measured = MetricEvaluator(measurer, tuple(available_metrics(exp.measured_targets)))
+    if spec.search.use_predictors:
+        bundle = load_bundle(exp)
+        keys = tuple([*bundle.names, *COST_METRICS])
+        evaluator = MetricEvaluator(PredictedMetrics(bundle, exp.space), keys, "predicted")
+        store = ResultStore(exp.stage_dir("search") / "predicted.jsonl")
+    else:
+        evaluator, store = measured, measured_store
+    searcher = make_searcher(
+        spec.search.algorithm, exp.problem, seed=spec.seed, options=spec.search.options
+    )
+    if spec.search.use_predictors and spec.search.algorithm in SLOW_ASK_SEARCHERS:
+        cost = SLOW_ASK_SEARCHERS[spec.search.algorithm]
+        ctx.log(
+            f"search: note: {spec.search.algorithm} spends {cost} CPU-seconds per ask, far "
+            "more than a predicted evaluation (about a millisecond); pymoo-nsga2 searches "
+            "predictors faster. It pays off on measured evaluations (use_predictors = false)."
+        )
+    ctx.log(
+        f"search: {spec.search.algorithm}, budget {spec.search.budget}, "
+        f"{'predicted' if spec.search.use_predictors else 'measured'} metrics"
+    )
+    out = exp.stage_dir("search")
+    # every evaluation also lands in an Optuna study: `optuna-dashboard search/optuna.journal`
+    record = OptunaRecord(
+        out / JOURNAL_FILE, exp.problem, study_name=spec.name, source=evaluator.source
+    )
+    result = run_search(
+        searcher,
+        evaluator,
+        store,
+        budget=spec.search.budget,
+        chunk_size=8,
+        progress=True,
+        on_evaluated=record.add,
+    )
+    result.to_frame().to_csv(out / "evaluations.csv", index=False)
+    write_history(result, out)
+    ctx.log(
+        f"search: {len(result.configs)} evaluated ({result.n_fresh} fresh), "
+        f"front of {len(result.front)}; measuring the front"
+    )
+    front = measure_front(result, measured, measured_store)
+    front.to_csv(out / "front.csv", index=False)
+    if evaluator.source == "predicted":
+        record_measured_front(
+            out / JOURNAL_FILE, result, front, study_name=f"{spec.name}.measured_front"
+        )
+    # Constraints hold on measured values: say now, before export, when nothing satisfies them.
+    measured_front(exp.problem, measured_subnets(exp))
+    return {"n_evaluated": len(result.configs), "front_size": len(result.front)}
