@@ -48,7 +48,8 @@ def check_latencies(values: Any, *, key: str) -> np.ndarray:
     if bad.size:
         i = int(bad[0])
         raise ConfigError(
-            f"{key}[{i}]={array[i]!r}: latencies must be finite and > 0 ({bad.size} bad value(s))"
+            f"{key}[{i}]={float(array[i])!r}: latencies must be finite and > 0 "
+            f"({bad.size} bad value(s) in all)"
         )
     return array
 
@@ -132,6 +133,7 @@ class DeviceBank:
         object.__setattr__(self, "_lookup", lookup)
         object.__setattr__(self, "_models", None)
         object.__setattr__(self, "_points", None)
+        object.__setattr__(self, "_features", None)
 
     # -- construction --------------------------------------------------------------------------
     @classmethod
@@ -204,11 +206,18 @@ class DeviceBank:
         cached = self._models  # type: ignore[attr-defined]
         if cached is None:
             features = make_features(self.space, encoding="onehot").fit(self.X)
-            F = features.transform(self.X)
-            ridge = Ridge(alpha=BANK_RIDGE_ALPHA).fit(F, np.log(self.latency))
+            ridge = Ridge(alpha=BANK_RIDGE_ALPHA).fit(self.features(), np.log(self.latency))
             cached = (features, np.asarray(ridge.coef_).T.copy(), np.asarray(ridge.intercept_))
             object.__setattr__(self, "_models", cached)
         return cached
+
+    def features(self) -> np.ndarray:
+        """One-hot features of the bank's architectures (as :meth:`bank_models` uses; cached)."""
+        cached = self._features  # type: ignore[attr-defined]
+        if cached is None:
+            cached = make_features(self.space, encoding="onehot").fit_transform(self.X)
+            object.__setattr__(self, "_features", cached)
+        return cached  # type: ignore[no-any-return]
 
     def log_latency(self, X: np.ndarray) -> np.ndarray:
         """Log-latency per device of each row: measured where in the bank, else modelled."""

@@ -2,12 +2,11 @@
 
 Method: an architecture is represented by its log-latencies on the bank's devices (measured for
 architectures in the bank, modelled by :meth:`DeviceBank.log_latency` otherwise), and the new
-device's log-latency is fitted as ``intercept + Σ_d w_d · log latency_d`` with **non-negative**
-weights and a non-negative ridge penalty ``alpha · ||w||²``. Non-negativity is the prior that
-matters at 5–20 samples: a new device is slower where its neighbours are slower, so weights
-cannot cancel and an unlucky draw cannot flip a ranking. ``alpha`` is chosen from
-:data:`ALPHAS` by leave-one-out squared error on log-latency (10 folds above
-:data:`LOO_MAX_SAMPLES`); ties go to the larger penalty.
+device's log-latency is fitted as ``intercept + Σ_d w_d · log latency_d + F β``: **non-negative**
+weights on the bank devices (the prior that matters at 5–20 samples: a new device is slower
+where its neighbours are slower) plus, when leave-one-out says it pays, a strongly penalised
+correction ``β`` on the layer-wise one-hot features ``F`` for what no bank device explains.
+:mod:`predictors.transfer_fit` has the estimator and its model selection.
 
 :meth:`DeviceBank.references` chooses which architectures to measure on the new device.
 """
@@ -19,7 +18,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy.optimize import nnls
 
 from nas.errors import ConfigError
 from nas.space import SearchSpace
@@ -27,59 +25,11 @@ from predictors.device_bank import DeviceBank, check_latencies, row_keys
 from predictors.features import make_features
 from predictors.predictor import ConfigEncoder, ConfigLike
 from predictors.quality import QualityReport
+from predictors.transfer_fit import ALPHAS, LAMBDAS, select
 
-ALPHAS: tuple[float, ...] = (0.0, 0.003, 0.01, 0.03, 0.1, 0.3)
-"""Candidate penalties, relative to ``n`` times the mean variance of the bank's log-latencies."""
 MIN_TARGET_SAMPLES = 3
 """Fewest target measurements :func:`fit_transfer` accepts (leave-one-out needs three)."""
-LOO_MAX_SAMPLES = 100
-"""Above this many target samples the penalty is chosen by 10-fold instead of leave-one-out."""
 KIND = "transfer"
-
-
-# -- the combination ------------------------------------------------------------------------------
-def combine(Z: np.ndarray, t: np.ndarray, alpha: float) -> tuple[float, np.ndarray]:
-    """``(intercept, w >= 0)`` minimising ``||t - intercept - Z w||² + alpha·s·||w||²``.
-
-    ``s`` is ``len(t)`` times the mean variance of the columns of ``Z``, so ``alpha`` does not
-    depend on the sample size or the scale. The intercept is not penalised (data centred).
-    """
-    z_mean, t_mean = Z.mean(axis=0), float(t.mean())
-    Zc = Z - z_mean
-    if alpha > 0:
-        scale = np.sqrt(alpha * len(t) * max(float(np.mean(Zc.var(axis=0))), 1e-12))
-        Zc = np.vstack([Zc, scale * np.eye(Z.shape[1])])
-        target = np.concatenate([t - t_mean, np.zeros(Z.shape[1])])
-    else:
-        target = t - t_mean
-    w, _ = nnls(Zc, target)
-    return t_mean - float(z_mean @ w), w
-
-
-def held_out_predictions(Z: np.ndarray, t: np.ndarray, alpha: float) -> np.ndarray:
-    """Leave-one-out predictions of :func:`combine` (10 folds above :data:`LOO_MAX_SAMPLES`)."""
-    n = len(t)
-    folds = np.arange(n) if n <= LOO_MAX_SAMPLES else np.arange(n) % 10
-    out = np.empty(n)
-    for fold in np.unique(folds):
-        test = folds == fold
-        intercept, w = combine(Z[~test], t[~test], alpha)
-        out[test] = intercept + Z[test] @ w
-    return out
-
-
-def select_alpha(
-    Z: np.ndarray, t: np.ndarray, alphas: Sequence[float] = ALPHAS
-) -> tuple[float, np.ndarray]:
-    """Penalty with the least held-out squared error (ties: the larger), and its predictions."""
-    best: tuple[float, float, np.ndarray] | None = None
-    for alpha in sorted(alphas, reverse=True):
-        pred = held_out_predictions(Z, t, alpha)
-        error = float(np.mean((pred - t) ** 2))
-        if best is None or error < best[0] * (1 - 1e-9):
-            best = (error, alpha, pred)
-    assert best is not None  # alphas is validated non-empty
-    return best[1], best[2]
 
 
 # -- the predictor --------------------------------------------------------------------------------
@@ -98,7 +48,8 @@ class TransferPredictor:
         devices: Bank devices, in the order of ``weights``.
         weights: Non-negative weight per bank device (on log-latency).
         intercept: Intercept on log-latency.
-        alpha: Chosen penalty.
+        alpha: Chosen penalty on the weights.
+        lam: Chosen penalty on the per-feature correction (``None``: no correction).
         bank_X: Canonical option indices of the bank's architectures.
         bank_log_pred: Predicted log-latency of each bank architecture (from its measurements).
         fallback_coef: Linear model of log-latency on the one-hot features for architectures
@@ -116,6 +67,7 @@ class TransferPredictor:
     weights: np.ndarray
     intercept: float
     alpha: float
+    lam: float | None
     bank_X: np.ndarray
     bank_log_pred: np.ndarray
     fallback_coef: np.ndarray
@@ -222,6 +174,8 @@ def fit_transfer(
     target: str,
     space: SearchSpace | None = None,
     alphas: Sequence[float] = ALPHAS,
+    lambdas: Sequence[float] = LAMBDAS,
+    features: bool = True,
     quality: bool = True,
 ) -> TransferPredictor:
     """Latency predictor of device ``target`` from a few of its measurements and ``bank``.
@@ -233,7 +187,10 @@ def fit_transfer(
             are then modelled), but :meth:`DeviceBank.references` chooses good ones.
         target: Name of the new device (not one of the bank's).
         space: If given, the space the measurements belong to; it must be the bank's.
-        alphas: Candidate penalties (see :data:`ALPHAS`).
+        alphas: Candidate penalties on the bank weights (:data:`~predictors.transfer_fit.ALPHAS`).
+        lambdas: Candidate penalties on the feature correction
+            (:data:`~predictors.transfer_fit.LAMBDAS`).
+        features: Consider the per-feature correction at all.
         quality: Attach the leave-one-out :class:`QualityReport` (skip it to fit faster).
 
     Raises:
@@ -270,11 +227,15 @@ def fit_transfer(
             f"target={target!r} is already a device of the bank {list(bank.devices)}; fit from "
             f"bank.without({target!r})"
         )
-    alpha_grid = [float(a) for a in alphas]
-    if not alpha_grid or any(not np.isfinite(a) or a < 0 for a in alpha_grid):
-        raise ConfigError(
-            f"alphas={list(alphas)!r} must be a non-empty list of finite values >= 0"
-        )
+    for key, grid, zero_ok in (("alphas", alphas, True), ("lambdas", lambdas, False)):
+        values = [float(a) for a in grid]
+        if not values or any(
+            not np.isfinite(a) or a < 0 or (a == 0 and not zero_ok) for a in values
+        ):
+            bound = ">= 0" if zero_ok else "> 0"
+            raise ConfigError(
+                f"{key}={list(grid)!r} must be a non-empty list of finite values {bound}"
+            )
     configs, values = _split_measurements(target_measurements)
     if len(configs) < MIN_TARGET_SAMPLES:
         raise ConfigError(
@@ -288,10 +249,11 @@ def fit_transfer(
     y = check_latencies(values, key="target_measurements latency_ms")
     t = np.log(y)
     Z = bank.log_latency(X)
-    alpha, held_out = select_alpha(Z, t, alpha_grid)
-    intercept, w = combine(Z, t, alpha)
-    features, coef, bank_intercept = bank.bank_models()
-    del features
+    transformer, coef, bank_intercept = bank.bank_models()
+    F = transformer.transform(X) if features else None
+    model, held_out = select(Z, t, F, alphas=alphas, lambdas=lambdas)
+    w, intercept = model.w, model.intercept
+    beta = model.beta if model.beta is not None else np.zeros(coef.shape[0])
     report = None
     if quality:
         report = QualityReport.from_predictions(
@@ -304,10 +266,11 @@ def fit_transfer(
         devices=bank.devices,
         weights=w,
         intercept=intercept,
-        alpha=alpha,
+        alpha=model.alpha,
+        lam=model.lam,
         bank_X=bank.X,
-        bank_log_pred=intercept + np.log(bank.latency) @ w,
-        fallback_coef=coef @ w,
+        bank_log_pred=intercept + np.log(bank.latency) @ w + bank.features() @ beta,
+        fallback_coef=coef @ w + beta,
         fallback_intercept=intercept + float(bank_intercept @ w),
         n_train=len(y),
         quality=report,
