@@ -37,16 +37,10 @@ from nas.training.checkpoint import latest_checkpoint, load_checkpoint
 from nas.training.config import TrainConfig
 from nas.training.loop import (
     METRICS_FILE,
-    epoch_loader,
-    epoch_row,
+    Trainer,
     evaluate_epoch,
     format_epoch_line,
-    make_optimizer,
-    make_scheduler,
-    restore_training,
-    save_epoch_checkpoint,
     steps_per_epoch,
-    train_epoch,
     write_metrics_row,
 )
 from nas.training.step import SandwichObjective
@@ -65,9 +59,7 @@ class TrainResult:
 
 
 def _worker_loop(loop_config: dict[str, Any]) -> None:
-    """Runs in every Ray Train worker."""
-    from nas.supernet import Supernet
-
+    """Runs in every Ray Train worker: the shared Trainer, DDP-wrapped, rank 0 checkpointing."""
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
     space: SearchSpace = loop_config["space"]
@@ -75,40 +67,21 @@ def _worker_loop(loop_config: dict[str, Any]) -> None:
     config: TrainConfig = loop_config["config"]
     run_dir = Path(loop_config["run_dir"])
     torch.set_num_threads(int(loop_config["threads"]))
-    torch.manual_seed(config.seed)
-
-    model = Supernet(space)
-    optimizer = make_optimizer(model, config)
-    n_steps = steps_per_epoch(data, config, world)
-    scheduler = make_scheduler(optimizer, config, n_steps)
+    trainer = Trainer.create(space, data, config, world_size=world, rank=rank)
     reported = ray.train.get_checkpoint()  # set when Ray Train restarted a failed worker group
     if reported is not None:
         with reported.as_directory() as directory:
-            start_epoch, step = restore_training(Path(directory), model, optimizer, scheduler)
+            trainer.restore(Path(directory))
     else:  # a new attempt resumes from the newest checkpoint of earlier attempts, if any
         resume_from = loop_config["resume_from"]
-        start_epoch, step = restore_training(
-            Path(resume_from) if resume_from else None, model, optimizer, scheduler
-        )
+        trainer.restore(Path(resume_from) if resume_from else None)
+    model = trainer.model
     objective = ray.train.torch.prepare_model(
         SandwichObjective(model), parallel_strategy_kwargs={"find_unused_parameters": True}
     )
     device = ray.train.torch.get_device()
-    for epoch in range(start_epoch, config.epochs):
-        stats = train_epoch(
-            objective,
-            epoch_loader(data, config, epoch, world_size=world, rank=rank),
-            space=space,
-            config=config,
-            optimizer=optimizer,
-            scheduler=scheduler,
-            epoch=epoch,
-            start_step=step,
-            device=device,
-            rank=rank,
-        )
-        step += stats.steps
-        row = epoch_row(epoch, optimizer, stats)
+    for epoch in range(trainer.start_epoch, config.epochs):
+        row = trainer.run_epoch(objective, epoch, device=device)
         row["samples_per_s"] = float(row["samples_per_s"]) * world  # all workers together
         row["workers"] = world
         if rank != 0:
@@ -118,16 +91,7 @@ def _worker_loop(loop_config: dict[str, Any]) -> None:
         model.to(device)
         write_metrics_row(run_dir / METRICS_FILE, row)
         with tempfile.TemporaryDirectory() as tmp:
-            save_epoch_checkpoint(
-                tmp,
-                model=model,
-                config=config,
-                epoch=epoch,
-                global_step=step,
-                optimizer=optimizer,
-                scheduler=scheduler,
-                row=row,
-            )
+            trainer.save(tmp, epoch, row)
             ray.train.report(
                 {k: v for k, v in row.items() if k != "phase"},
                 checkpoint=Checkpoint.from_directory(tmp),

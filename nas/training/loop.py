@@ -322,6 +322,86 @@ def restore_training(
     return checkpoint.epoch, int(checkpoint.state["global_step"])
 
 
+@dataclass
+class Trainer:
+    """A supernet with its optimizer and schedule, and where its training stands.
+
+    The in-process loop (:func:`train_locally`) and every Ray Train worker
+    (:mod:`nas.execution.ray_training`) run their epochs through this one object, so both
+    train, count steps and checkpoint alike; only where the work runs differs.
+    """
+
+    space: SearchSpace
+    data: ImageData
+    config: TrainConfig
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    world_size: int = 1
+    rank: int = 0
+    start_epoch: int = 0
+    step: int = 0
+
+    @classmethod
+    def create(
+        cls,
+        space: SearchSpace,
+        data: ImageData,
+        config: TrainConfig,
+        *,
+        world_size: int = 1,
+        rank: int = 0,
+    ) -> Trainer:
+        """A fresh supernet (seeded by ``config.seed``) with its optimizer and schedule."""
+        from nas.supernet import Supernet
+
+        torch.manual_seed(config.seed)
+        model = Supernet(space)
+        optimizer = make_optimizer(model, config)
+        scheduler = make_scheduler(optimizer, config, steps_per_epoch(data, config, world_size))
+        return cls(space, data, config, model, optimizer, scheduler, world_size, rank)
+
+    def restore(self, checkpoint_path: Path | None) -> None:
+        """Continue from a checkpoint (``None``: from the start)."""
+        self.start_epoch, self.step = restore_training(
+            checkpoint_path, self.model, self.optimizer, self.scheduler
+        )
+
+    def run_epoch(
+        self, objective: nn.Module, epoch: int, *, device: torch.device | str = "cpu"
+    ) -> dict[str, Any]:
+        """One epoch of this worker's share of the data; its metrics row (no evaluation)."""
+        stats = train_epoch(
+            objective,
+            epoch_loader(
+                self.data, self.config, epoch, world_size=self.world_size, rank=self.rank
+            ),
+            space=self.space,
+            config=self.config,
+            optimizer=self.optimizer,
+            scheduler=self.scheduler,
+            epoch=epoch,
+            start_step=self.step,
+            device=device,
+            rank=self.rank,
+        )
+        self.step += stats.steps
+        return epoch_row(epoch, self.optimizer, stats)
+
+    def save(self, directory: str | Path, epoch: int, row: Mapping[str, Any]) -> None:
+        """Checkpoint the finished ``epoch`` (weights, optimizer, schedule, RNG, its row)."""
+        save_epoch_checkpoint(
+            directory,
+            model=self.model,
+            config=self.config,
+            epoch=epoch,
+            global_step=self.step,
+            optimizer=self.optimizer,
+            scheduler=self.scheduler,
+            row=row,
+        )
+
+
 def train_locally(
     space: SearchSpace,
     data: ImageData,
@@ -336,51 +416,24 @@ def train_locally(
     Returns:
         The trained supernet and the per-epoch metrics.
     """
-    from nas.supernet import Supernet
-
-    torch.manual_seed(config.seed)
-    model = Supernet(space)
-    optimizer = make_optimizer(model, config)
-    n_steps = steps_per_epoch(data, config)
-    scheduler = make_scheduler(optimizer, config, n_steps)
+    trainer = Trainer.create(space, data, config)
     root = Path(run_dir) if run_dir is not None else None
-    resume_from = latest_checkpoint(root / "checkpoints") if root is not None else None
-    start_epoch, step = restore_training(resume_from, model, optimizer, scheduler)
-    objective = SandwichObjective(model)
+    trainer.restore(latest_checkpoint(root / "checkpoints") if root is not None else None)
+    objective = SandwichObjective(trainer.model)
     rows: list[dict[str, Any]] = []
-    for epoch in range(start_epoch, config.epochs):
-        stats = train_epoch(
-            objective,
-            epoch_loader(data, config, epoch),
-            space=space,
-            config=config,
-            optimizer=optimizer,
-            scheduler=scheduler,
-            epoch=epoch,
-            start_step=step,
-        )
-        step += stats.steps
-        row = epoch_row(epoch, optimizer, stats)
+    for epoch in range(trainer.start_epoch, config.epochs):
+        row = trainer.run_epoch(objective, epoch)
         if evaluate:
-            row.update(evaluate_epoch(model, data, config))
+            row.update(evaluate_epoch(trainer.model, data, config))
             if log is not None:
                 log(format_epoch_line(row, config.epochs))
         rows.append(row)
         if root is not None:
-            save_epoch_checkpoint(
-                root / "checkpoints" / f"epoch_{epoch + 1:04d}",
-                model=model,
-                config=config,
-                epoch=epoch,
-                global_step=step,
-                optimizer=optimizer,
-                scheduler=scheduler,
-                row=row,
-            )
+            trainer.save(root / "checkpoints" / f"epoch_{epoch + 1:04d}", epoch, row)
             write_metrics_row(root / METRICS_FILE, row)
     metrics = (
         pd.read_csv(root / METRICS_FILE)
         if root is not None and (root / METRICS_FILE).exists()
         else pd.DataFrame(rows)
     )
-    return model, metrics
+    return trainer.model, metrics
