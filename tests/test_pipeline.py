@@ -486,7 +486,7 @@ def test_sigkill_inside_measure_then_rerun_resumes(tmp_path: Path) -> None:
             os.killpg(rerun.pid, signal.SIGKILL)
             rerun.wait()
     assert rerun.returncode == 0, stdout[-3000:] + stderr[-3000:]
-    assert "[train] done before; skipped" in stdout
+    assert "[train] done before with the same spec; skipped" in stdout
     assert "[measure] running" in stdout
 
     # training was not redone: same marker, no new Ray Train attempt, same checkpoints
