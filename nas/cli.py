@@ -104,6 +104,9 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         _ = RunContext(exp).data  # npz and image folders: only loading them checks them
     else:
         check_data_fits(exp.space, facts)
+    from nas.run_dir import refuse_stale
+
+    refuse_stale(exp.root, spec)  # `nas run` would refuse a changed spec on this output_dir
     print(f"{args.spec}: valid")
     return 0
 

@@ -119,6 +119,17 @@ def stale_stages(root: Path, spec: Any) -> tuple[list[str], list[str]]:
     return [s for s in STAGE_ORDER[first:] if (root / s).exists()], changes
 
 
+def refuse_stale(root: Path, spec: Any) -> None:
+    """Raise :class:`StaleStagesError` naming every changed key when stages would be stale."""
+    stale, changes = stale_stages(root, spec)
+    if stale:
+        raise StaleStagesError(
+            f"output_dir={str(root)!r} was run with another spec; changed: "
+            f"{'; '.join(changes)}. Stages {stale} would be stale: rerun with --force to redo "
+            "them (their outputs move to superseded/), or choose another output_dir"
+        )
+
+
 def supersede(root: Path, stages: Sequence[str]) -> Path | None:
     """Move the given stage directories to ``superseded/<UTC time>/`` (nothing is deleted)."""
     present = [s for s in stages if (root / s).exists()]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import math
 import os
 import tempfile
@@ -296,3 +297,23 @@ def test_the_spec_reference_is_current() -> None:
 
     reference = Path(__file__).resolve().parents[1] / "docs" / "spec.md"
     assert reference.read_text() == render(), "run: python -m nas.spec_reference > docs/spec.md"
+
+
+def test_validate_refuses_a_changed_spec_on_a_started_run(tmp_path: Path) -> None:
+    """`nas validate` says what `nas run` would: a started stage's inputs differ from the spec."""
+    from nas.config import ExperimentSpec
+    from nas.run_dir import INPUTS_FILE, stage_inputs
+
+    run_dir = tmp_path / "out"
+    spec_file = tmp_path / "spec.toml"
+    spec_file.write_text(to_toml({**BASE_SPEC, "output_dir": str(run_dir)}))
+    started = ExperimentSpec.from_toml(spec_file)
+    (run_dir / "train").mkdir(parents=True)
+    (run_dir / "train" / INPUTS_FILE).write_text(
+        json.dumps({"inputs": stage_inputs(started, "train")})
+    )
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(["validate", str(spec_file)]) == 0  # the same spec is fine
+    changed = {**BASE_SPEC, "output_dir": str(run_dir), "train": {"epochs": 3, "batch_size": 32}}
+    spec_file.write_text(to_toml(changed))
+    _refused(tmp_path, spec_file, "train.epochs: 1 → 3")

@@ -27,7 +27,6 @@ from nas.resolve import (
     resolve,
     train_config,
 )
-from nas.run_dir import StaleStagesError
 
 STAGE_FUNCTIONS: dict[str, Callable[[RunContext], dict[str, Any]]] = {
     "train": run_train,
@@ -53,7 +52,7 @@ def run_experiment(
     ``superseded/<time>/`` and they are redone. ``force`` with nothing stale redoes the requested
     stages and everything after them. The output directory is locked for the whole run.
     """
-    from nas.run_dir import RunLock, stale_stages, supersede
+    from nas.run_dir import RunLock, refuse_stale, stale_stages, supersede
 
     for stage in stages:
         if stage not in STAGE_FUNCTIONS:
@@ -62,13 +61,9 @@ def run_experiment(
     if "train" in stages:
         train_config(spec)  # validate the [train] table before anything starts
     ctx = RunContext(exp, log=log)
-    stale, changes = stale_stages(exp.root, spec)
-    if stale and not force:
-        raise StaleStagesError(
-            f"output_dir={str(exp.root)!r} was run with another spec; changed: "
-            f"{'; '.join(changes)}. Stages {stale} would be stale: rerun with --force to redo "
-            "them (their outputs move to superseded/), or choose another output_dir"
-        )
+    stale, _ = stale_stages(exp.root, spec)
+    if not force:
+        refuse_stale(exp.root, spec)
     if any(s != "predictors" and (force or stage_done(exp, s) is None) for s in stages):
         _ = ctx.data  # loads the data and checks it against the space before any output exists
     with RunLock(exp.root):
