@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from nas.errors import ConfigError
 from nas.space import SearchSpace
@@ -251,7 +252,8 @@ def fit_transfer(
     Z = bank.log_latency(X)
     transformer, coef, bank_intercept = bank.bank_models()
     F = transformer.transform(X) if features else None
-    model, held_out = select(Z, t, F, alphas=alphas, lambdas=lambdas)
+    with threadpool_limits(limits=1):  # hundreds of tiny solves: threads only add overhead
+        model, held_out = select(Z, t, F, alphas=alphas, lambdas=lambdas)
     w, intercept = model.w, model.intercept
     beta = model.beta if model.beta is not None else np.zeros(coef.shape[0])
     report = None
