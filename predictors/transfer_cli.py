@@ -124,6 +124,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from predictors.commands import parse_configs
     from predictors.transfer_persistence import load_transfer
 
+    if (args.config is None) == (args.configs is None):
+        raise ConfigError("transfer predict: give exactly one of --config and --configs")
     predictor = load_transfer(args.predictor)
     text = args.config if args.config is not None else Path(args.configs).read_text()
     configs = parse_configs(text)
@@ -172,8 +174,6 @@ def main(argv: list[str] | None = None) -> int:
     root = argparse.ArgumentParser(prog="nas")
     add_transfer_parser(root.add_subparsers(dest="command", required=True))
     args = root.parse_args(["transfer", *(sys.argv[1:] if argv is None else argv)])
-    if args.transfer_command == "predict" and (args.config is None) == (args.configs is None):
-        raise SystemExit("nas transfer predict: give exactly one of --config and --configs")
     try:
         return int(args.func(args))
     except (ConfigError, IncompatibleArtifactError, UnsafeFileError) as exc:

@@ -293,6 +293,8 @@ def test_cli_reports_bad_files_as_one_error(tmp_path: Path, capsys: pytest.Captu
     args = ["references", "--bank", str(bad), "--space", "fbnet"]
     assert transfer_cli.main(args) == 2
     assert "line 2: lat_a='x' is not a number" in capsys.readouterr().err
+    assert transfer_cli.main(["predict", "--predictor", str(tmp_path)]) == 2
+    assert "exactly one of --config and --configs" in capsys.readouterr().err
     missing = _write_csv(tmp_path / "m.csv", ["config"], [["{}"]])
     with pytest.raises(ConfigError, match="column 'latency_ms' is missing"):
         transfer_cli.read_measurements_csv(missing)
