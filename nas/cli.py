@@ -268,6 +268,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("folder", nargs="?", default="runs", help="default: runs")
     p.set_defaults(func=_cmd_runs)
 
+    from predictors.transfer_cli import add_transfer_parser
+
+    add_transfer_parser(sub)
+
     p = sub.add_parser("targets", help="list the built-in hardware targets")
     p.set_defaults(func=_cmd_targets)
 

@@ -126,7 +126,13 @@ def test_bundle_round_trip_and_cli_functions(bundle_and_configs, tmp_path) -> No
     out = predict_command(directory, [c.to_dict() for c in configs[:3]])
     assert [o["config"] for o in out] == [c.to_dict() for c in configs[:3]]
     assert [o["predictions"] for o in out] == bundle.predict(configs[:3])
-    assert best_command(directory, "gpu", 1e9) == bundle.best(target="gpu", max_latency_ms=1e9)
+    best = bundle.best(target="gpu", max_latency_ms=1e9)
+    assert best is not None
+    assert best_command(directory, "gpu", 1e9) == {
+        "config_key": bundle.space.validate(best["config"]).key,
+        **best,
+        "export_dir": None,  # a bundle outside a run directory has no exported subnets
+    }
 
 
 def test_bundle_refuses_mixed_spaces_and_pickles(bundle_and_configs, tmp_path) -> None:  # type: ignore[no-untyped-def]
