@@ -32,7 +32,7 @@ STAGE_ORDER: tuple[str, ...] = ("train", "measure", "predictors", "search", "exp
 STAGE_INPUTS: dict[str, tuple[str, ...]] = {
     "train": ("seed", "space.", "data.", "train."),
     "measure": ("measure.", "targets"),
-    "predictors": ("predictors.", "search.objectives", "search.constraints"),
+    "predictors": ("predictors.",),  # one predictor per measured metric, whatever is searched
     "search": ("search.",),
     "export": ("export.",),
 }

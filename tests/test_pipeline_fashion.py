@@ -96,7 +96,8 @@ def _nas(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def _rerun_from_search(run: Path, copy: Path) -> None:
-    """A copy of a finished run whose search and export stages are to be redone."""
+    """A copy of a finished run whose search and export stages are to be redone (``--force``:
+    a changed constraint makes the search stale; train, measure and fit are kept)."""
     shutil.copytree(run, copy)
     (copy / "search" / "DONE.json").unlink()
     shutil.rmtree(copy / "export")
@@ -164,7 +165,8 @@ def test_latency_constraint_holds_on_measured_values(fashion_run: Path, tmp_path
     copy = tmp_path / "constrained"
     _rerun_from_search(fashion_run, copy)
     spec = _spec(tmp_path, copy, constraints=f'"latency_ms@cpu_fp32_b64 <= {bound:.4f}"')
-    done = _nas("run", str(spec))
+    done = _nas("run", str(spec), "--force")
+    assert "[train] done before with the same spec; skipped" in done.stdout
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     check_exported_front(
         copy,
@@ -183,7 +185,7 @@ def test_impossible_constraint_exits_2_with_one_line_before_export(
     copy = tmp_path / "impossible"
     _rerun_from_search(fashion_run, copy)
     spec = _spec(tmp_path, copy, constraints='"latency_ms@cpu_fp32_b64 <= 0.001"')
-    done = _nas("run", str(spec))
+    done = _nas("run", str(spec), "--force")
     assert done.returncode == 2, done.stdout[-3000:] + done.stderr[-3000:]
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1, done.stderr[-3000:]
