@@ -23,6 +23,7 @@ import numpy as np
 import sklearn
 
 from nas.errors import IncompatibleArtifactError, MissingArtifactError, UnsafeFileError
+from nas.safe_files import require
 from nas.space import SearchSpace
 from predictors.persistence import describe_space_difference, space_from_schema, space_schema
 from predictors.quality import QualityReport, write_json_atomic
@@ -68,21 +69,8 @@ def save_transfer(predictor: TransferPredictor, path: str | os.PathLike[str]) ->
     return directory
 
 
-def _field(data: Mapping[str, Any], key: str, kinds: Any, *, file: Path, prefix: str = "") -> Any:
-    if key not in data:
-        raise IncompatibleArtifactError(f"{file}: field {prefix}{key} is missing")
-    value = data[key]
-    if isinstance(value, bool) and bool not in (kinds if isinstance(kinds, tuple) else (kinds,)):
-        raise IncompatibleArtifactError(f"{file}: {prefix}{key} must not be a boolean")
-    if not isinstance(value, kinds):
-        raise IncompatibleArtifactError(
-            f"{file}: {prefix}{key} has type {type(value).__name__}, expected {kinds}"
-        )
-    return value
-
-
 def _vector(model: Mapping[str, Any], key: str, *, file: Path, length: int | None) -> np.ndarray:
-    values = _field(model, key, list, file=file, prefix="model.")
+    values = require(model, key, list, file=file, prefix="model.")
     if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
         raise IncompatibleArtifactError(f"{file}: model.{key} must be a list of numbers")
     array = np.asarray(values, dtype=float)
@@ -96,7 +84,7 @@ def _vector(model: Mapping[str, Any], key: str, *, file: Path, length: int | Non
 
 
 def _number(model: Mapping[str, Any], key: str, *, file: Path) -> float:
-    value = float(_field(model, key, (int, float), file=file, prefix="model."))
+    value = float(require(model, key, (int, float), file=file, prefix="model."))
     if not math.isfinite(value):
         raise IncompatibleArtifactError(f"{file}: model.{key} is not finite")
     return value
@@ -124,7 +112,7 @@ def read_transfer_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         found = manifest.get("format") if isinstance(manifest, dict) else None
         raise IncompatibleArtifactError(f"{file}: format={found!r} is not {FORMAT!r}")
-    if _field(manifest, "format_version", int, file=file) != FORMAT_VERSION:
+    if require(manifest, "format_version", int, file=file) != FORMAT_VERSION:
         raise IncompatibleArtifactError(
             f"{file}: format_version={manifest['format_version']!r} is not one of "
             f"[{FORMAT_VERSION}]"
@@ -136,11 +124,11 @@ def read_transfer_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
         ("model", dict),
         ("quality", (dict, type(None))),
     ):
-        _field(manifest, key, kinds, file=file)
+        require(manifest, key, kinds, file=file)
     space = manifest["space"]
     for key in ("name", "fingerprint"):
-        _field(space, key, str, file=file, prefix="space.")
-    _field(space, "dims", list, file=file, prefix="space.")
+        require(space, key, str, file=file, prefix="space.")
+    require(space, "dims", list, file=file, prefix="space.")
     return manifest
 
 
@@ -167,10 +155,10 @@ def load_transfer(
             f"{describe_space_difference(saved, space_schema(space))}"
         )
     model = manifest["model"]
-    devices = _field(model, "devices", list, file=file, prefix="model.")
+    devices = require(model, "devices", list, file=file, prefix="model.")
     if not devices or not all(isinstance(d, str) and d for d in devices):
         raise IncompatibleArtifactError(f"{file}: model.devices must be non-empty device names")
-    rows = _field(model, "bank_rows", list, file=file, prefix="model.")
+    rows = require(model, "bank_rows", list, file=file, prefix="model.")
     try:
         rebuilt = space if space is not None else space_from_schema(saved)
         X = np.asarray(rows, dtype=np.int64).reshape(len(rows), len(rebuilt.dims))

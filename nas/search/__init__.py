@@ -79,10 +79,10 @@ class SearcherEntry:
 
 def _plain_hint(hint: Any) -> bool:
     origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType, typing.Literal):
-        return all(_plain_hint(a) for a in typing.get_args(hint) if a is not type(None)) or (
-            origin is typing.Literal
-        )
+    if origin is typing.Literal:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return all(_plain_hint(a) for a in typing.get_args(hint) if a is not type(None))
     if origin in (tuple, Sequence, list):
         return all(_plain_hint(a) for a in typing.get_args(hint) if a is not Ellipsis)
     return hint in (bool, int, float, str)
