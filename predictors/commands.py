@@ -113,8 +113,13 @@ def serve(
     max_header_bytes: int | None = None,
     header_timeout: float | None = None,
     timeout_keep_alive: int | None = None,
+    bank: str | os.PathLike[str] | None = None,
+    devices_dir: str | os.PathLike[str] | None = None,
 ) -> None:
     """Serve the bundle over HTTP with uvicorn until interrupted.
+
+    ``bank`` (a bank CSV, as ``nas transfer`` reads) is the device bank that new devices are
+    fitted from (``PUT /bank`` replaces it); ``devices_dir`` keeps added devices across restarts.
 
     The limits bound what one client can hold of the server; ``None`` keeps the default of
     :mod:`predictors.service` (``max_batch`` 10,000 configs, ``max_body_bytes`` 16 MiB,
@@ -129,12 +134,20 @@ def serve(
         raise ConfigError(f"port={port!r} must be in 1..65535")
     header_bytes = service.MAX_HEADER_BYTES if max_header_bytes is None else max_header_bytes
     keep_alive = service.KEEP_ALIVE_S if timeout_keep_alive is None else timeout_keep_alive
+    bundle = Predictors.load(Path(predictors_dir))
+    device_bank = None
+    if bank is not None:
+        from predictors.transfer_cli import read_bank_csv
+
+        device_bank = read_bank_csv(bank, bundle.space)
     app = service.create_app(
-        Predictors.load(Path(predictors_dir)),
+        bundle,
         max_batch=service.MAX_BATCH if max_batch is None else max_batch,
         max_body_bytes=service.MAX_BODY_BYTES if max_body_bytes is None else max_body_bytes,
         body_timeout=service.BODY_TIMEOUT_S if body_timeout is None else body_timeout,
         max_header_bytes=header_bytes,
+        bank=device_bank,
+        devices_dir=devices_dir,
     )
     config = service.server_config(
         app,

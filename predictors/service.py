@@ -1,7 +1,9 @@
 """HTTP query service over a :class:`~predictors.bundle.Predictors` bundle (FastAPI + uvicorn).
 
 Endpoints: ``POST /predict`` (one config or a batch; partial ones completed from a ``base``),
-``GET /space``, ``GET /best``, ``GET /health``; OpenAPI at
+``GET /space``, ``GET /best``, ``GET /health``; for a new hardware target from a few
+measurements ``PUT /bank``, ``GET /references``, ``POST /devices`` and ``GET /devices``
+(:mod:`predictors.service_transfer`; an added device answers ``/predict``); OpenAPI at
 ``/openapi.json``, Swagger UI at ``/docs`` and ReDoc at ``/redoc``, whose scripts, styles and
 icon are served from this process (the ``fastapi-offline`` package's copies under
 ``/docs-assets``), so the pages work on a machine without internet access.
@@ -39,6 +41,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import os
 import re
 from collections.abc import Sequence
 from http import HTTPStatus
@@ -70,7 +73,9 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from nas.errors import ConfigError, IncompatibleArtifactError, UnsafeFileError
 from predictors.bundle import Predictors
+from predictors.device_bank import DeviceBank
 from predictors.predictor import InvalidConfigError
+from predictors.service_transfer import DeviceRegistry, add_transfer_routes, merge_predictions
 
 ConfigValue = StrictInt | StrictFloat | StrictStr
 MAX_BATCH = 10_000
@@ -409,8 +414,13 @@ def create_app(
     max_body_bytes: int = MAX_BODY_BYTES,
     body_timeout: float = BODY_TIMEOUT_S,
     max_header_bytes: int = MAX_HEADER_BYTES,
+    bank: DeviceBank | None = None,
+    devices_dir: str | os.PathLike[str] | None = None,
 ) -> FastAPI:
     """FastAPI app answering from ``bundle``, guarded by :class:`RequestGuard`.
+
+    ``bank`` and ``devices_dir`` are the new-device routes' (:mod:`predictors.service_transfer`):
+    the initial device bank, and where added devices are saved and loaded from at start.
 
     Example:
         >>> # uvicorn.Server(server_config(create_app(Predictors.load("predictors/")))).run()
@@ -465,6 +475,10 @@ def create_app(
         return JSONResponse({"detail": errors}, status_code=422)
 
     _mount_docs(app)
+    registry = DeviceRegistry(
+        bundle.space, bank=bank, reserved=bundle.names, devices_dir=devices_dir
+    )
+    add_transfer_routes(app, registry, max_batch=max_batch)
 
     def _predict(request: PredictRequest) -> dict[str, Any]:
         from predictors.partial import complete
@@ -476,20 +490,29 @@ def create_app(
                 f"configs has {len(configs)} items; at most {max_batch} per request",
                 "too_long",
             )
+        registered = registry.names
+        added: Sequence[str] = registered
+        own: list[str] | None = None
         if request.metrics is not None:
+            allowed = [*bundle.names, *registered]
             for i, metric in enumerate(request.metrics):
-                if metric not in bundle.names:
+                if metric not in allowed:
                     raise _unprocessable(
                         ["body", "metrics", i],
-                        f"metrics[{i}]={metric!r} is not one of {list(bundle.names)}",
+                        f"metrics[{i}]={metric!r} is not one of {allowed}",
                     )
+            own = [m for m in request.metrics if m in bundle.names]
+            added = [m for m in request.metrics if m in registered]
         try:
             configs = complete(bundle, configs, request.base)
         except ConfigError as exc:
             raise _unprocessable(["body", "base"], str(exc)) from exc
-        predictions = bundle.predict(
-            configs, metrics=request.metrics, return_std=request.return_std
-        )
+        if own == []:  # only added devices: validate as the bundle would, predict nothing of it
+            bundle[bundle.names[0]].encode(configs)
+            predictions: list[dict[str, float]] = [{} for _ in configs]
+        else:
+            predictions = bundle.predict(configs, metrics=own, return_std=request.return_std)
+        predictions = merge_predictions(predictions, registry.predict(configs, added))
         metrics = list(predictions[0]) if predictions else []
         return {"metrics": metrics, "predictions": predictions}
 
@@ -547,8 +570,8 @@ def create_app(
             "status": "ok",
             "space": bundle.space.name,
             "space_fingerprint": bundle.space_fingerprint,
-            "predictors": list(bundle.names),
-            "targets": list(bundle.targets),
+            "predictors": [*bundle.names, *registry.names],
+            "targets": sorted({*bundle.targets, *(n.partition("@")[2] for n in registry.names)}),
             "archive_size": len(bundle.archive),
         }
 
