@@ -20,6 +20,7 @@ from nas.execution.local import LocalExecutor
 from nas.results import Evaluation, ResultStore
 from nas.space import SearchSpace
 from nas.subnet import SubnetConfig
+from predictors.consistency import check_duplicates
 from predictors.features import Encoding
 from predictors.models import make_predictor, search_predictor
 from predictors.predictor import Predictor
@@ -124,6 +125,10 @@ def fit_predictor(  # noqa: D417
         refit: Refit on all samples afterwards (the report then describes the model trained on
             ``n_train`` samples, a conservative estimate for the refit one).
         user_features: A hook of :mod:`predictors.user_features` appended to the features.
+
+    Warns:
+        UnencodedFactorWarning: identical encodings measured with widely different values
+            (:mod:`predictors.consistency`).
     """
     X = space.encode_many(configs)
     y = np.asarray(y, dtype=float)
@@ -131,6 +136,8 @@ def fit_predictor(  # noqa: D417
         raise ConfigError(f"{len(X)} configs but {len(y)} values")
     if len(X) < 8:
         raise ConfigError(f"fit_predictor needs at least 8 samples, got {len(X)}")
+    name = metric if target is None else f"{metric}@{target}"
+    check_duplicates(space, X, y, metric=name)
     X_train, X_test, y_train, y_test = train_test_split(
         X, y, test_size=test_size, random_state=random_state
     )
@@ -157,7 +164,6 @@ def fit_predictor(  # noqa: D417
 
     held_out = fitted(X_train, y_train)
     y_pred = np.asarray(held_out.predict(X_test), dtype=float)  # type: ignore[attr-defined]
-    name = metric if target is None else f"{metric}@{target}"
     report = QualityReport.from_predictions(y_test, y_pred, n_train=len(X_train), metric=name)
     final = fitted(X, y) if refit else held_out
     predictor = Predictor(

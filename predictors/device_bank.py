@@ -207,7 +207,9 @@ class DeviceBank:
         if cached is None:
             features = make_features(self.space, encoding="onehot").fit(self.X)
             ridge = Ridge(alpha=BANK_RIDGE_ALPHA).fit(self.features(), np.log(self.latency))
-            cached = (features, np.asarray(ridge.coef_).T.copy(), np.asarray(ridge.intercept_))
+            n = len(self.devices)  # a one-device bank gets 1-D coefficients from sklearn
+            coef = np.asarray(ridge.coef_).reshape(n, -1).T.copy()
+            cached = (features, coef, np.asarray(ridge.intercept_).reshape(n))
             object.__setattr__(self, "_models", cached)
         return cached
 

@@ -22,6 +22,7 @@ from threadpoolctl import threadpool_limits
 
 from nas.errors import ConfigError
 from nas.space import SearchSpace
+from predictors.consistency import check_duplicates
 from predictors.device_bank import DeviceBank, check_latencies, row_keys
 from predictors.features import make_features
 from predictors.predictor import ConfigEncoder, ConfigLike
@@ -248,6 +249,7 @@ def fit_transfer(
     except ConfigError as exc:
         raise type(exc)(f"target_measurements: {exc}", **_error_fields(exc)) from exc
     y = check_latencies(values, key="target_measurements latency_ms")
+    check_duplicates(bank.space, X, y, metric=f"{bank.metric}@{target}")
     t = np.log(y)
     Z = bank.log_latency(X)
     transformer, coef, bank_intercept = bank.bank_models()
