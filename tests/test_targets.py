@@ -7,6 +7,7 @@ import pytest
 from nas.errors import ConfigError
 from nas.measure.targets import (
     PRECISIONS,
+    RUNTIME_PRECISIONS,
     RUNTIMES,
     HardwareTarget,
     TargetRegistry,
@@ -17,9 +18,44 @@ from nas.measure.targets import (
 
 def test_registry_has_the_builtin_cpu_targets() -> None:
     registry = default_registry()
-    assert {"cpu_fp32", "cpu_int8", "ort_fp32", "ort_int8"} <= set(registry.names())
+    assert {"cpu_fp32", "cpu_int8", "ort_fp32", "ort_int8", "ort_w4"} <= set(registry.names())
     combos = {(t.runtime, t.precision) for t in registry}
-    assert combos == {(r, p) for r in RUNTIMES for p in PRECISIONS}
+    assert combos == {(r, p) for r in RUNTIMES for p in RUNTIME_PRECISIONS[r]}
+    assert set(PRECISIONS) == {p for ps in RUNTIME_PRECISIONS.values() for p in ps}
+
+
+def test_w4_is_allowed_only_on_onnxruntime_naming_keys_and_allowed_values() -> None:
+    assert HardwareTarget("w", runtime="onnxruntime", precision="w4").precision == "w4"
+    with pytest.raises(ConfigError) as info:
+        HardwareTarget.from_dict({"name": "w", "runtime": "torch", "precision": "w4"})
+    msg = str(info.value)
+    assert "\n" not in msg
+    assert "target.precision='w4'" in msg and "target.runtime='torch'" in msg
+    assert "fp32, int8" in msg and "'onnxruntime'" in msg
+
+
+def test_w4_target_resolves_when_onnxruntime_has_matmul_nbits() -> None:
+    from nas.measure.ort_kernels import ort_has_kernel
+
+    assert ort_has_kernel("MatMulNBits")  # onnxruntime >= 1.17 is a dependency
+    registry = default_registry()
+    assert registry.get("ort_w4").precision == "w4"
+    user = registry.extended([{"name": "edge_w4", "runtime": "onnxruntime", "precision": "w4"}])
+    assert user.resolve(["edge_w4"])[0].runtime == "onnxruntime"
+
+
+def test_a_missing_onnxruntime_kernel_is_refused_in_one_line() -> None:
+    from nas.measure.ort_kernels import ort_has_kernel, require_ort_kernel
+
+    # the same probe and refusal a w4 target goes through, on an operator no build registers
+    assert not ort_has_kernel("MatMulNBitsNotAnOperator")
+    with pytest.raises(ConfigError) as info:
+        require_ort_kernel(
+            "MatMulNBitsNotAnOperator", needed_by="target 'x' (precision 'w4')", instead="use int8"
+        )
+    msg = str(info.value)
+    assert "\n" not in msg and "com.microsoft.MatMulNBitsNotAnOperator" in msg
+    assert "target 'x'" in msg and "onnxruntime (" in msg and "use int8" in msg
 
 
 @pytest.mark.parametrize("target", builtin_targets(), ids=lambda t: t.name)
@@ -42,6 +78,7 @@ def test_unknown_target_name_names_the_allowed_ones() -> None:
 @pytest.mark.parametrize(
     ("key", "value", "allowed"),
     [("runtime", "tflite", RUNTIMES), ("precision", "fp16", PRECISIONS)],
+    ids=["runtime", "precision"],
 )
 def test_bad_runtime_or_precision_names_key_value_and_allowed(
     key: str, value: str, allowed: tuple[str, ...]

@@ -2,7 +2,8 @@
 
 The supernet scores a subnet with fake quantization at its per-layer bits; a target deploys a
 different model: ``fp32`` runtimes run the float weights without fake quantization, ``int8``
-ones run real int8 kernels (torch FX, ONNX Runtime QDQ) calibrated on the calibration split.
+ones run real int8 kernels (torch FX or dynamic linear, ONNX Runtime QDQ) calibrated on the
+calibration split, ``w4`` runs ONNX Runtime's 4-bit ``MatMulNBits`` linear layers.
 Both can change predictions, so each exported subnet reports ``top1_test@<target>`` beside the
 supernet's ``top1_test``.
 """
@@ -10,13 +11,12 @@ supernet's ``top1_test``.
 from __future__ import annotations
 
 import tempfile
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from nas.measure.int8 import quantize_onnx_int8, quantize_torch_int8, quantized_engine
+from nas.measure.int8 import quantize_torch_int8, quantized_engine
 from nas.measure.latency import _ort_session, deployable
 from nas.measure.targets import HardwareTarget
 
@@ -37,6 +37,7 @@ def deployed_top1(
     ``calib_x`` (normalised calibration images) sets int8 activation ranges; it must not
     overlap ``x``.
     """
+    target.require_kernels()
     model = deployable(module)
     chunks = list(calib_x.split(max(1, len(calib_x) // calibration_batches)))[:calibration_batches]
     correct = 0
@@ -50,14 +51,11 @@ def deployed_top1(
             for xs, ys in zip(x.split(batch_size), y.split(batch_size), strict=True):
                 correct += int((model(xs).argmax(1) == ys).sum())
         return correct / max(1, len(y))
-    from nas.onnx_export import export_module_onnx
+    from nas.measure.onnx_deploy import onnx_for_target
 
     with tempfile.TemporaryDirectory(prefix="nas-accuracy-") as tmp:
-        path = export_module_onnx(model, (1, *x.shape[1:]), Path(tmp) / "model.onnx")
-        if target.precision == "int8":
-            path = quantize_onnx_int8(
-                path, Path(tmp) / "model.int8.onnx", [c.numpy() for c in chunks]
-            )
+        calibration = [c.numpy() for c in chunks]
+        path = onnx_for_target(model, (1, *x.shape[1:]), target, tmp, calibration)
         session = _ort_session(path, max(1, target.threads))
         for xs, ys in zip(x.split(batch_size), y.split(batch_size), strict=True):
             logits = session.run(None, {"input": xs.numpy()})[0]  # type: ignore[attr-defined]

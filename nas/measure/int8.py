@@ -2,16 +2,29 @@
 
 The per-block ``bits`` of a config (fake quantization during training) is separate from a
 target's precision: a float runtime cannot exploit fake-quantized weights, and these CPU
-runtimes have no kernels below 8 bits. An ``int8`` target therefore quantizes the *whole*
-exported network to int8 with real integer kernels; mixed-precision deployment (keeping 32-bit
-blocks in float) is not modelled.
+runtimes have no int8-activation kernels below 8 bits. An ``int8`` target therefore quantizes
+the *whole* exported network to int8 with real integer kernels; mixed-precision deployment
+(keeping 32-bit blocks in float) is not modelled. (4-bit *weight-only* linear layers are the
+``w4`` precision, :mod:`nas.measure.weight_only`.)
 
 * **ONNX Runtime**: ``quant_pre_process`` (shape inference + graph optimisation, which folds
   batch norm into the convolutions and turns their biases into initializers), then
   ``quantize_static`` in QDQ format, per-channel symmetric int8 weights, uint8 activations
   (ORT's recommended U8S8 combination on x86) and min-max calibration on the given inputs.
-* **torch**: FX graph-mode post-training static quantization (``prepare_fx``/``convert_fx``)
-  with the ``x86`` qconfig mapping; conv+bn(+activation) are fused and run as quantized ops.
+  Every operator ORT can quantize is quantized except the products of two activations
+  (attention's ``Q @ K^T`` and ``P @ V``) and ``Softmax``: a uint8 attention probability has a
+  resolution of 1/255 where the probabilities average 1/tokens, and these products carry a few
+  percent of a transformer's MACs. ORT fuses the QDQ groups into integer kernels
+  (``QLinearConv``, ``QLinearMatMul``, ``QGemm``), which
+  :func:`nas.measure.ort_kernels.optimized_op_types` lists. Convolutional graphs have neither
+  operator, so they are quantized whole.
+* **torch**: the scheme follows where the weights are (:func:`torch_int8_scheme`):
+  convolutional networks get FX graph-mode post-training *static* quantization
+  (``prepare_fx``/``convert_fx``, ``x86`` qconfig mapping; conv+bn(+activation) fused and run as
+  quantized ops); networks whose weights are mostly in ``nn.Linear`` layers (transformers) get
+  PyTorch's recipe for them, *dynamic* quantization of every ``nn.Linear`` (per-channel int8
+  weights, activations quantized per batch at run time, ``quantized::linear_dynamic`` kernels);
+  it needs no symbolic tracing, so it works on any static module.
 
 Calibration inputs only set the quantization ranges. Timing does not depend on their values,
 so latency measurement calibrates on seeded random inputs; accuracy work should pass real data.
@@ -25,6 +38,7 @@ import logging
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -94,6 +108,7 @@ def quantize_onnx_int8(
     prepared = out.with_name(out.stem + ".pre.onnx")
     with _quiet_quantizer():
         quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
+        excluded = float_kept_nodes(prepared)
         quantize_static(
             str(prepared),
             str(out),
@@ -102,9 +117,37 @@ def quantize_onnx_int8(
             per_channel=True,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
+            nodes_to_exclude=excluded,
         )
     prepared.unlink(missing_ok=True)
     return out
+
+
+FLOAT_KEPT_OPS: frozenset[str] = frozenset({"Softmax"})
+
+
+def float_kept_nodes(path: str | Path) -> list[str]:
+    """Nodes :func:`quantize_onnx_int8` keeps in float: activation × activation MatMul, Softmax.
+
+    Unnamed nodes are given a name in the file first (the quantizer excludes nodes by name).
+    """
+    import onnx
+
+    model = onnx.load(str(path))
+    constants = {init.name for init in model.graph.initializer}
+    constants |= {o for n in model.graph.node if n.op_type == "Constant" for o in n.output}
+    renamed = False
+    kept = []
+    for i, node in enumerate(model.graph.node):
+        if not node.name:
+            node.name = f"{node.op_type}_{i}"
+            renamed = True
+        two_activations = node.op_type == "MatMul" and not (set(node.input) & constants)
+        if two_activations or node.op_type in FLOAT_KEPT_OPS:
+            kept.append(node.name)
+    if renamed:
+        onnx.save(model, str(path))
+    return kept
 
 
 @contextlib.contextmanager
@@ -143,12 +186,30 @@ class PooledSubnet(nn.Module):
         return self.classifier(self.pool(self.body(x)))
 
 
-def quantize_torch_int8(module: nn.Module, calibration: Sequence[torch.Tensor]) -> nn.Module:
-    """Post-training static int8 quantization of a static module with torch's FX workflow.
+TorchInt8Scheme = Literal["static", "dynamic"]
 
-    A :class:`~nas.static.Subnet` is first rewritten as a :class:`PooledSubnet`; pooling and
-    the classifier stay in float (see :class:`GlobalAvgPool`). The result must run inside
-    :func:`quantized_engine` (its packed weights are x86-specific).
+
+def torch_int8_scheme(module: nn.Module) -> TorchInt8Scheme:
+    """``"dynamic"`` when ``nn.Linear`` layers hold more weights than convolutions, else static.
+
+    Decided by the module's layers alone (any static module, whatever made it): a transformer's
+    patch-embedding convolution or a CNN's classifier does not change its answer.
+    """
+    layers = list(module.modules())
+    conv = sum(m.weight.numel() for m in layers if isinstance(m, nn.modules.conv._ConvNd))
+    linear = sum(m.weight.numel() for m in layers if isinstance(m, nn.Linear))
+    return "dynamic" if linear > conv else "static"
+
+
+def quantize_torch_int8(module: nn.Module, calibration: Sequence[torch.Tensor]) -> nn.Module:
+    """Post-training int8 quantization of a static module on torch's x86 backend.
+
+    The scheme is :func:`torch_int8_scheme`'s. ``"static"`` (FX workflow, calibrated on
+    ``calibration``): a :class:`~nas.static.Subnet` is first rewritten as a
+    :class:`PooledSubnet`; pooling and the classifier stay in float (see
+    :class:`GlobalAvgPool`). ``"dynamic"``: every ``nn.Linear`` becomes a dynamically quantized
+    linear layer with per-channel int8 weights (``calibration`` is not needed). The result must
+    run inside :func:`quantized_engine` (its packed weights are x86-specific).
     """
     from torch.ao.quantization import get_default_qconfig_mapping
     from torch.ao.quantization.fx.custom_config import PrepareCustomConfig
@@ -157,6 +218,8 @@ def quantize_torch_int8(module: nn.Module, calibration: Sequence[torch.Tensor]) 
     if not calibration:
         raise ValueError("calibration needs at least one input batch")
     model = copy.deepcopy(module).eval()
+    if torch_int8_scheme(model) == "dynamic":
+        return quantize_torch_dynamic_int8(model)
     if isinstance(model, Subnet):
         model = PooledSubnet(model)
     qconfig_mapping = get_default_qconfig_mapping(QUANTIZED_ENGINE)
@@ -174,19 +237,72 @@ def quantize_torch_int8(module: nn.Module, calibration: Sequence[torch.Tensor]) 
         return convert_fx(prepared)
 
 
+def quantize_torch_dynamic_int8(module: nn.Module) -> nn.Module:
+    """A copy of ``module`` with every ``nn.Linear`` dynamically quantized (per-channel int8)."""
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+    model = copy.deepcopy(module).eval()
+    with _quiet_quantizer(), quantized_engine():
+        return quantize_dynamic(model, {nn.Linear: per_channel_dynamic_qconfig})
+
+
+def has_torch_int8_kernels(module: nn.Module) -> bool:
+    """Whether a torch module holds quantized int8 conv or linear layers (static or dynamic).
+
+    Fused FX modules (``ConvReLU2d``, ``LinearReLU``) subclass the quantized ones.
+    """
+    import torch.ao.nn.quantized as nnq
+    import torch.ao.nn.quantized.dynamic as nnqd
+
+    quantized = (nnq.Linear, nnqd.Linear, nnq.Conv2d)
+    return any(isinstance(m, quantized) for m in module.modules())
+
+
+INT8_KERNEL_OPS: frozenset[str] = frozenset(
+    {
+        "QLinearConv",
+        "ConvInteger",
+        "QLinearMatMul",
+        "MatMulInteger",
+        "QGemm",
+        "DynamicQuantizeMatMul",
+        "MatMulIntegerToFloat",
+    }
+)
+
+
 def is_int8_graph(path: str | Path) -> bool:
-    """Whether an ONNX file holds integer (de)quantization nodes, i.e. really runs int8."""
+    """Whether an ONNX file really runs int8: integer kernels, or 8-bit (de)quantization nodes.
+
+    A ``QuantizeLinear``/``DequantizeLinear`` counts when its zero point is an int8 or uint8
+    tensor (not a 4-bit one); ``MatMulNBits`` (4-bit weights) does not count.
+    """
     import onnx
 
-    ops = {node.op_type for node in onnx.load(str(path)).graph.node}
-    return bool(ops & {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "ConvInteger"})
+    model = onnx.load(str(path))
+    eight_bit = {onnx.TensorProto.INT8, onnx.TensorProto.UINT8}
+    zero_points = {i.name: i.data_type for i in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type in INT8_KERNEL_OPS:
+            return True
+        quantizes = node.op_type in ("QuantizeLinear", "DequantizeLinear") and len(node.input) > 2
+        if quantizes and zero_points.get(node.input[2]) in eight_bit:
+            return True
+    return False
 
 
 __all__ = [
+    "FLOAT_KEPT_OPS",
+    "INT8_KERNEL_OPS",
     "GlobalAvgPool",
     "PooledSubnet",
+    "TorchInt8Scheme",
+    "float_kept_nodes",
+    "has_torch_int8_kernels",
     "is_int8_graph",
     "quantize_onnx_int8",
+    "quantize_torch_dynamic_int8",
     "quantize_torch_int8",
     "quantized_engine",
+    "torch_int8_scheme",
 ]

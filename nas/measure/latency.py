@@ -6,8 +6,12 @@ Protocol (also in ``benchmarks/README_measure.md``):
    its fake-quantization nodes removed: a float runtime would not execute them in deployment,
    and int8 targets get real integer kernels instead (see :mod:`nas.measure.int8`).
 2. It is compiled for the target: torch eager under ``torch.inference_mode()``; torch int8
-   through FX post-training quantization on the x86 backend; ONNX Runtime (CPU provider,
-   full graph optimisation) on the exported ONNX graph, int8 as a static QDQ model.
+   on the x86 backend, FX static quantization for convolutional networks and dynamic int8
+   ``nn.Linear`` for linear-dominated ones (:func:`nas.measure.int8.torch_int8_scheme`); ONNX
+   Runtime (CPU provider, full graph optimisation) on the exported ONNX graph, int8 as a static
+   QDQ model, ``w4`` with every linear layer as a 4-bit ``MatMulNBits``
+   (:mod:`nas.measure.onnx_deploy`). A target whose kernels the installed runtime lacks is
+   refused before anything is compiled.
 3. Threads are pinned for the whole measurement: ``torch.set_num_threads(target.threads)``
    (restored afterwards) or ``intra_op_num_threads=target.threads, inter_op_num_threads=1``.
 4. ``warmup`` untimed runs, then ``repeats`` runs each timed with ``time.perf_counter_ns`` on a
@@ -33,11 +37,7 @@ import torch
 from torch import nn
 
 from nas.errors import ConfigError
-from nas.measure.int8 import (
-    quantize_onnx_int8,
-    quantize_torch_int8,
-    quantized_engine,
-)
+from nas.measure.int8 import quantize_torch_int8, quantized_engine
 from nas.measure.targets import HardwareTarget
 from nas.static import FakeQuantize
 
@@ -199,6 +199,7 @@ def deployed(
     exit. The input is a fixed seeded standard-normal batch of ``input_shape``.
     """
     protocol = protocol or LatencyProtocol()
+    target.require_kernels()
     rng = np.random.default_rng(seed)
     x = rng.standard_normal(input_shape, dtype=np.float32)
     calibration = [
@@ -216,12 +217,10 @@ def deployed(
             stack.enter_context(torch.inference_mode())
             yield lambda: model(xt)
         return
-    from nas.onnx_export import export_module_onnx
+    from nas.measure.onnx_deploy import onnx_for_target
 
     with tempfile.TemporaryDirectory(prefix="nas-latency-") as tmp:
-        path = export_module_onnx(model, tuple(input_shape), Path(tmp) / "model.onnx")
-        if target.precision == "int8":
-            path = quantize_onnx_int8(path, Path(tmp) / "model.int8.onnx", calibration)
+        path = onnx_for_target(model, tuple(input_shape), target, tmp, calibration)
         session = _ort_session(path, target.threads)
         feeds = {"input": x}
         yield lambda: session.run(None, feeds)  # type: ignore[attr-defined]

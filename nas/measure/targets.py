@@ -1,10 +1,15 @@
 """Hardware targets: where and how a subnet is measured, validated at construction.
 
-A :class:`HardwareTarget` names a runtime (``torch`` or ``onnxruntime``), a precision (``fp32``
-or ``int8``), the threads and batch size to time with, an optional input resolution, and an
-optional Ray node resource. The resource is how other machines are reached: a target with
-``resource="rpi4"`` only runs on a Ray node started with ``--resources '{"rpi4": 1}'`` (the
-execution layer checks that such a node exists before any work starts).
+A :class:`HardwareTarget` names a runtime (``torch`` or ``onnxruntime``), a precision (``fp32``,
+``int8``, or ``w4``: 4-bit weight-only linear layers, ONNX Runtime only), the threads and batch
+size to time with, an optional input resolution, and an optional Ray node resource. The resource
+is how other machines are reached: a target with ``resource="rpi4"`` only runs on a Ray node
+started with ``--resources '{"rpi4": 1}'`` (the execution layer checks that such a node exists
+before any work starts).
+
+A precision's kernels may be missing from the installed runtime (``w4`` needs ONNX Runtime's
+``MatMulNBits``): :meth:`HardwareTarget.require_kernels` refuses such a target with one line, and
+:meth:`TargetRegistry.get` (hence spec validation) calls it, so the refusal comes before any work.
 
 Targets live in an explicit :class:`TargetRegistry` value (no module-level mutable state):
 :func:`default_registry` holds the built-in targets for this CPU, and
@@ -23,9 +28,13 @@ from nas.errors import ConfigError, format_choice_error
 from nas.spec_fields import check_fields, spec_field
 
 Runtime = Literal["torch", "onnxruntime"]
-Precision = Literal["fp32", "int8"]
+Precision = Literal["fp32", "int8", "w4"]
 RUNTIMES: tuple[str, ...] = ("torch", "onnxruntime")
-PRECISIONS: tuple[str, ...] = ("fp32", "int8")
+PRECISIONS: tuple[str, ...] = ("fp32", "int8", "w4")
+RUNTIME_PRECISIONS: Mapping[str, tuple[str, ...]] = {
+    "torch": ("fp32", "int8"),
+    "onnxruntime": ("fp32", "int8", "w4"),
+}
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
 
 
@@ -36,8 +45,10 @@ class HardwareTarget:
     Args:
         name: Identifier used in result records and objectives (``latency_ms@<name>``).
         runtime: ``"torch"`` (eager exported module) or ``"onnxruntime"`` (CPU provider).
-        precision: ``"fp32"``, or ``"int8"`` for real int8 kernels (ONNX Runtime QDQ, or torch's
-            x86 quantized backend); never fake-quantized float timing.
+        precision: ``"fp32"``; ``"int8"`` for real int8 kernels (ONNX Runtime QDQ, or torch's
+            x86 quantized backend); ``"w4"`` (runtime ``onnxruntime`` only) for 4-bit
+            weight-only linear layers run by ONNX Runtime's ``MatMulNBits`` (other layers stay
+            float); never fake-quantized float timing.
         threads: Intra-op threads the runtime is pinned to while timing.
         batch_size: Images per timed inference.
         resolution: Input side length; ``None`` uses the search space's design resolution.
@@ -52,7 +63,11 @@ class HardwareTarget:
 
     name: str = spec_field(doc="target name, used as `latency_ms@<name>`")
     runtime: Runtime = spec_field("torch", doc="runtime the latency is measured with")
-    precision: Precision = spec_field("fp32", doc="fp32, or int8 with real int8 kernels")
+    precision: Precision = spec_field(
+        "fp32",
+        doc="fp32; int8 with real int8 kernels; w4: 4-bit weight-only linear layers "
+        "(MatMulNBits, runtime onnxruntime only)",
+    )
     threads: int = spec_field(1, low=1, high=1024, doc="intra-op threads while timing")
     batch_size: int = spec_field(1, low=1, high=65_536, doc="images per timed inference")
     resolution: int | None = spec_field(
@@ -69,6 +84,26 @@ class HardwareTarget:
                 "(letters, digits, '_', '.', '-'; not starting with a digit)"
             )
         check_fields(self, "target.")
+        allowed = RUNTIME_PRECISIONS[self.runtime]
+        if self.precision not in allowed:
+            runtimes = [r for r, ps in RUNTIME_PRECISIONS.items() if self.precision in ps]
+            raise ConfigError(
+                f"target.precision={self.precision!r} is not allowed with "
+                f"target.runtime={self.runtime!r}; allowed precisions for {self.runtime!r}: "
+                f"{', '.join(allowed)} ({self.precision!r} needs target.runtime "
+                f"{' or '.join(repr(r) for r in runtimes)})"
+            )
+
+    def require_kernels(self) -> None:
+        """Raise one ConfigError line when the installed runtime lacks this precision's kernels.
+
+        Only ``w4`` can be missing (ONNX Runtime's ``MatMulNBits``); the check builds a one-node
+        session once per process.
+        """
+        if self.precision == "w4":
+            from nas.measure.weight_only import require_w4_kernels
+
+            require_w4_kernels(needed_by=f"target {self.name!r} (precision 'w4')")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, object]) -> HardwareTarget:
@@ -98,12 +133,17 @@ class HardwareTarget:
 
 
 def builtin_targets() -> tuple[HardwareTarget, ...]:
-    """Targets for the machine running the measurement, one thread each (stable timings)."""
+    """Targets for the machine running the measurement, one thread each (stable timings).
+
+    ``ort_w4`` is listed whatever ONNX Runtime is installed; looking it up
+    (:meth:`TargetRegistry.get`) refuses it when ``MatMulNBits`` is missing.
+    """
     return (
         HardwareTarget("cpu_fp32", runtime="torch", precision="fp32"),
         HardwareTarget("cpu_int8", runtime="torch", precision="int8"),
         HardwareTarget("ort_fp32", runtime="onnxruntime", precision="fp32"),
         HardwareTarget("ort_int8", runtime="onnxruntime", precision="int8"),
+        HardwareTarget("ort_w4", runtime="onnxruntime", precision="w4"),
     )
 
 
@@ -123,9 +163,14 @@ class TargetRegistry:
         return sorted(t.name for t in self.targets)
 
     def get(self, name: str) -> HardwareTarget:
-        """The target called ``name``; unknown names raise naming the allowed ones."""
+        """The target called ``name``; unknown names raise naming the allowed ones.
+
+        A target whose kernels the installed runtime lacks is refused here
+        (:meth:`HardwareTarget.require_kernels`).
+        """
         for target in self.targets:
             if target.name == name:
+                target.require_kernels()
                 return target
         raise ConfigError(format_choice_error("target", name, self.names()))
 
@@ -158,6 +203,7 @@ def default_registry() -> TargetRegistry:
 __all__ = [
     "PRECISIONS",
     "RUNTIMES",
+    "RUNTIME_PRECISIONS",
     "HardwareTarget",
     "Precision",
     "Runtime",
