@@ -11,11 +11,11 @@ the *whole* exported network to int8 with real integer kernels; mixed-precision 
   batch norm into the convolutions and turns their biases into initializers), then
   ``quantize_static`` in QDQ format, per-channel symmetric int8 weights, uint8 activations
   (ORT's recommended U8S8 combination on x86) and min-max calibration on the given inputs.
-  Every operator ORT can quantize is quantized except the products of two activations
-  (attention's ``Q @ K^T`` and ``P @ V``) and ``Softmax``: a uint8 attention probability has a
-  resolution of 1/255 where the probabilities average 1/tokens, and these products carry a few
-  percent of a transformer's MACs. ORT fuses the QDQ groups into integer kernels
-  (``QLinearConv``, ``QLinearMatMul``, ``QGemm``), which
+  Every operator ORT can quantize is quantized except ``Softmax`` and the products of two
+  activations: a uint8 attention probability has a resolution of 1/255 where the probabilities
+  average 1/tokens. So attention's ``P @ V`` runs in float; ``Q @ K^T`` still becomes an integer
+  kernel, since its inputs and output are quantized for the neighbouring layers anyway. ORT fuses
+  the QDQ groups into integer kernels (``QLinearConv``, ``QLinearMatMul``, ``QGemm``), which
   :func:`nas.measure.ort_kernels.optimized_op_types` lists. Convolutional graphs have neither
   operator, so they are quantized whole.
 * **torch**: the scheme follows where the weights are (:func:`torch_int8_scheme`):
@@ -127,9 +127,12 @@ FLOAT_KEPT_OPS: frozenset[str] = frozenset({"Softmax"})
 
 
 def float_kept_nodes(path: str | Path) -> list[str]:
-    """Nodes :func:`quantize_onnx_int8` keeps in float: activation × activation MatMul, Softmax.
+    """Nodes :func:`quantize_onnx_int8` excludes: activation × activation MatMul, Softmax.
 
-    Unnamed nodes are given a name in the file first (the quantizer excludes nodes by name).
+    An excluded product still runs as an integer kernel when its neighbours quantize both its
+    inputs and its output (attention's ``Q @ K^T``); ``Softmax`` and the product of its output
+    (``P @ V``) stay in float. Unnamed nodes are given a name in the file first (the quantizer
+    excludes nodes by name).
     """
     import onnx
 
