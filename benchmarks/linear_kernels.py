@@ -1,9 +1,10 @@
 """fp32 vs int8 vs 4-bit weight-only latency of transformer-like static modules on this CPU.
 
-Run: ``nice -n 10 python -m benchmarks.linear_kernels`` (from the repository root; about 3-4
-minutes on 2 cores). ``--vit`` adds the largest and a middle subnet of every registered
-``vit_*`` search space (``Supernet(space).export(config)``, random weights: latency does not
-depend on them).
+Run: ``nice -n 10 python -m benchmarks.linear_kernels`` (from the repository root; about 4-5
+minutes on 2 cores). Two ViT-shaped sizes at 64 tokens (compute-bound) and one at a single
+token per image (weight reads dominate, where 4-bit weights can pay off). ``--vit`` adds the
+largest and a middle subnet of every registered ``vit_*`` search space
+(``Supernet(space).export(config)``, random weights: latency does not depend on them).
 
 Every model is compiled once per target (``nas.measure.latency.deployed``: the same compile step
 as ``measure_latency``: torch fp32 eager, torch int8 dynamic ``nn.Linear``, ORT fp32, ORT static
@@ -137,11 +138,8 @@ def onnx_sizes(module: nn.Module, shape: tuple[int, ...]) -> dict[str, float]:
         return {"fp32": fp32.stat().st_size / 1e6, "w4": w4.stat().st_size / 1e6}
 
 
-W4_SETTINGS = (
-    (32, 4),
-    (128, 4),
-    (32, 0),
-)  # (block_size, accuracy_level); the first is the default
+# (block_size, accuracy_level); the first is quantize_onnx_w4's default
+W4_SETTINGS = ((128, 4), (32, 4), (128, 0))
 
 
 def w4_settings(
@@ -232,6 +230,12 @@ def main() -> None:
     models: list[tuple[str, nn.Module, tuple[int, ...]]] = [
         ("transformer d192×6 (64 tokens)", TransformerLike(192, 6, 3).eval(), (3, 32, 32)),
         ("transformer d384×6 (64 tokens)", TransformerLike(384, 6, 6).eval(), (3, 32, 32)),
+        # one 32x32 patch: one token per image, so reading the weights dominates (memory-bound)
+        (
+            "transformer d768×4 (1 token)",
+            TransformerLike(768, 4, 12, patch=32).eval(),
+            (3, 32, 32),
+        ),
     ]
     if args.vit:
         models += vit_models()

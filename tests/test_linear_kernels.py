@@ -184,7 +184,7 @@ def test_w4_graph_holds_one_matmul_nbits_per_linear_layer(model: nn.Module, onnx
 
 
 def test_w4_weights_are_within_half_a_step_of_the_float_weights(model: nn.Module, onnx_files):
-    """The quantizer's resolution: a step of ``absmax / 8`` per block of 32 input features.
+    """The quantizer's resolution: a step of ``absmax / 8`` per block of 128 input features.
 
     Symmetric 4-bit codes are -8..7 times the step, the block's largest magnitude mapping to
     -8, so every weight is within half a step of its float value, except one of the opposite
@@ -209,9 +209,9 @@ def test_w4_outputs_are_the_4bit_weights_and_close_to_fp32(model, onnx_files, x)
     """ORT's w4 output equals the float model with the dequantized 4-bit weights loaded.
 
     Tolerance (relative RMS of the logits) 3 %: the kernel (accuracy level 4) also rounds each
-    block of 32 activations to int8, a step of ``absmax / 127``, about 0.4 % RMS per layer over
+    block of 128 activations to int8, a step of ``absmax / 127``, about 0.4 % RMS per layer over
     the model's 11 linear layers. Against the float weights the 4-bit rounding adds half a step
-    of ``absmax / 8`` per weight (7-8 % RMS of these weights), which gives 8-13 % on the logits
+    of ``absmax / 8`` per weight (7-8 % RMS of these weights), which gives 10-13 % on the logits
     for seeds 0-2 of this model; 25 % bounds it.
     """
     reference = deployable(model)
@@ -220,7 +220,7 @@ def test_w4_outputs_are_the_4bit_weights_and_close_to_fp32(model, onnx_files, x)
     with torch.inference_mode():
         with_4bit_weights = reference(torch.from_numpy(x)).numpy()
     w4 = _run(onnx_files["w4"], x)
-    assert _relative_rms(w4, with_4bit_weights) < 0.03
+    assert _relative_rms(w4, with_4bit_weights) < 0.03  # 0.6-0.7 % for seeds 0-2
     fp32 = _run(onnx_files["fp32"], x)
     assert 0.0 < _relative_rms(w4, fp32) < 0.25
 
