@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
+import os
 import tempfile
 import time
 import warnings
@@ -174,7 +175,7 @@ def _row(name: str, params_m: float, batch: int, ms: dict[str, float]) -> str:
 
     cells = " | ".join(f"{ms[t]:.2f}" for t in TARGETS)
     return (
-        f"| {name} | {params_m:.1f} | {batch} | {cells} | {ratio('cpu_fp32', 'cpu_int8')} | "
+        f"| {name} | {params_m:.3g} | {batch} | {cells} | {ratio('cpu_fp32', 'cpu_int8')} | "
         f"{ratio('ort_fp32', 'ort_int8')} | {ratio('ort_fp32', 'ort_w4')} |"
     )
 
@@ -207,6 +208,7 @@ def vit_models() -> list[tuple[str, nn.Module, tuple[int, ...]]]:
         arch = space.metadata["arch"]
         shape = (arch.in_channels, arch.resolution, arch.resolution)
         for label, config in (("largest", space.largest()), ("middle", _middle(space))):
+            print(f"# {name} {label}: {config.to_dict()}")
             models.append((f"{name} {label}", supernet.export(config).eval(), shape))
     return models
 
@@ -239,8 +241,10 @@ def main() -> None:
     ]
     if args.vit:
         models += vit_models()
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(
-        f"# linear kernels: 1 thread, warmup {args.warmup}, {args.rounds} interleaved rounds × "
+        f"# load average at start {load}; 1 thread, warmup {args.warmup}, "
+        f"{args.rounds} interleaved rounds × "
         f"{args.runs} runs, median ms; torch {torch.__version__}, onnxruntime "
         f"{onnxruntime.__version__}"
     )
@@ -275,6 +279,8 @@ def main() -> None:
     )
     for (block, level), ms in settings.items():
         print(f"| {block} | {level} | {ms:.2f} |")
+    print()
+    print(f"# load average at the end {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
     print()
     print("| model | ONNX fp32 (MB) | ONNX w4 (MB) | fp32 / w4 |")
     print("|---|---|---|---|")
