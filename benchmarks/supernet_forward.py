@@ -1,7 +1,8 @@
 """Forward time of the supernet vs the exported static module of the same config.
 
-Run: ``python -m benchmarks.supernet_forward`` (from the repository root). Prints one row per
-(space, config, batch): median milliseconds of each and the ratio supernet / static (goal ≤ 1.15).
+Run: ``python -m benchmarks.supernet_forward [--spaces vit_fashion,vit_tiny]`` (from the
+repository root). Prints one row per (space, config, batch): median milliseconds of each and the
+ratio supernet / static (goal ≤ 1.15), and the geometric mean per space.
 """
 
 from __future__ import annotations
@@ -39,25 +40,38 @@ def _with_bits(space: SearchSpace, cfg: SubnetConfig, bits: int) -> SubnetConfig
     return cfg.replace(**{n: bits for n in space.names if n.endswith(".bits")})
 
 
+CASES: dict[str, tuple[dict[str, object], tuple[int, ...]]] = {
+    "tiny_cnn": ({}, (1, 64)),
+    "mobilenet_like": ({"resolution": 128, "num_classes": 10}, (1, 8)),
+    "vit_tiny": ({}, (1, 32)),
+    "vit_fashion": ({}, (1, 32)),
+}
+"""Space → (options, batch sizes timed)."""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--spaces", default=",".join(CASES), help="comma-separated spaces")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     rows = []
-    cases = [
-        ("tiny_cnn", {}, (1, 64)),
-        ("mobilenet_like", {"resolution": 128, "num_classes": 10}, (1, 8)),
-    ]
-    for name, options, batches in cases:
+    chosen = args.spaces.split(",")
+    unknown = sorted(set(chosen) - set(CASES))
+    if unknown:
+        parser.error(f"--spaces: {unknown} not among {sorted(CASES)}")
+    for name in chosen:
+        options, batches = CASES[name]
         space = search_spaces.get(name, **options)
         net = Supernet(space).eval()
         configs = {
             "largest fp32": _with_bits(space, space.largest(), 32),
             "mid fp32": _with_bits(space, _mid(space), 32),
             "mid 8-bit": _with_bits(space, _mid(space), 8),
+            "mid 4-bit": _with_bits(space, _mid(space), 4),
         }
+        configs = {k: c for k, c in configs.items() if space.contains(c)}
         for label, cfg in configs.items():
             static = net.export(cfg).eval()
             for batch in batches:
@@ -72,8 +86,11 @@ def main() -> None:
     print("-" * len(header))
     for name, label, batch, a, b, r in rows:
         print(f"{name:15} {label:13} {batch:5d} {a:9.3f} {b:9.3f} {r:6.2f}")
+    for name in chosen:
+        ratios = np.array([r[-1] for r in rows if r[0] == name])
+        print(f"{name}: geometric mean ratio {float(np.exp(np.log(ratios).mean())):.2f}")
     ratios = np.array([r[-1] for r in rows])
-    print(f"geometric mean ratio: {float(np.exp(np.log(ratios).mean())):.2f}")
+    print(f"all: geometric mean ratio {float(np.exp(np.log(ratios).mean())):.2f}")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ cannot drift apart.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from nas.errors import ConfigError, format_choice_error
 from nas.space import Choice, SearchSpace
@@ -95,12 +95,26 @@ class MBConvArch:
         return SearchSpace(name, tuple(dims), metadata={"arch": self, "arch_dict": asdict(self)})
 
 
-def arch_of(space: SearchSpace) -> MBConvArch:
-    """The architecture a space was built from (spaces without one cannot build a supernet)."""
+def arch_of(space: SearchSpace) -> Any:
+    """The architecture a space was built from, of any registered supernet family.
+
+    Every family's architecture has ``in_channels``, ``num_classes`` and ``resolution``.
+
+    Raises:
+        ConfigError: the space has no supernet (table-backed spaces).
+    """
+    from nas.supernets import family_of
+
+    family_of(space)
+    return space.metadata["arch"]
+
+
+def mbconv_arch(space: SearchSpace) -> MBConvArch:
+    """The MBConv architecture of ``space``, for tools that exist for that family only."""
     arch = space.metadata.get("arch")
     if not isinstance(arch, MBConvArch):
         raise ConfigError(
-            f"search space {space.name!r} has no supernet architecture; "
-            "only spaces built from an MBConvArch can build a Supernet"
+            f"search space {space.name!r} is not an MBConv space; this tool (per-layer latency "
+            "tables, MBConv plans) needs a space built from an MBConvArch"
         )
     return arch

@@ -15,6 +15,8 @@ from search_spaces import (
     nas_bench_201,
     ofa_mbv3_table,
     tiny_cnn,
+    vit_fashion,
+    vit_tiny,
 )
 
 REGISTRY: dict[str, Callable[..., SearchSpace]] = {
@@ -24,9 +26,18 @@ REGISTRY: dict[str, Callable[..., SearchSpace]] = {
     "nas_bench_201": nas_bench_201.build,
     "fbnet": fbnet.build,
     "ofa_mbv3_table": ofa_mbv3_table.build,
+    "vit_fashion": vit_fashion.build,
+    "vit_tiny": vit_tiny.build,
 }
-SUPERNET_SPACES: tuple[str, ...] = ("fashion_cnn", "tiny_cnn", "mobilenet_like")
-"""Spaces with a supernet; the others (NAS-Bench-201, FBNet, OFA table) are table-backed."""
+SUPERNET_SPACES: tuple[str, ...] = (
+    "fashion_cnn",
+    "tiny_cnn",
+    "mobilenet_like",
+    "vit_fashion",
+    "vit_tiny",
+)
+"""Spaces with a supernet (of a family in :mod:`nas.supernets`); the others (NAS-Bench-201,
+FBNet, OFA table) are table-backed. A conformance test checks this list against the registry."""
 
 
 def names() -> list[str]:

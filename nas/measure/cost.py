@@ -13,12 +13,10 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor, nn
 
-from nas.arch import arch_of
 from nas.quantization import FULL_PRECISION
 from nas.space import SearchSpace
 from nas.static import FakeQuantize
 from nas.subnet import SubnetConfig
-from nas.supernet import make_plan
 
 FLOAT_BYTES = 4
 
@@ -43,11 +41,7 @@ class Cost:
         return asdict(self)
 
 
-def _out_size(size: int, stride: int) -> int:
-    return (size - 1) // stride + 1
-
-
-def _weight_bytes(numel: int, out_channels: int, bits: int) -> int:
+def weight_bytes(numel: int, out_channels: int, bits: int) -> int:
     """Packed weights plus one fp32 scale per output channel when quantized."""
     if bits >= FULL_PRECISION:
         return numel * FLOAT_BYTES
@@ -57,54 +51,24 @@ def _weight_bytes(numel: int, out_channels: int, bits: int) -> int:
 def compute_cost(
     space: SearchSpace, config: SubnetConfig, *, resolution: int | None = None
 ) -> Cost:
-    """Cost of ``config`` at ``resolution`` (default: the space's design resolution)."""
-    arch = arch_of(space)
-    plan = make_plan(space, config)
-    size = resolution or arch.resolution
-    params = macs = nbytes = 0
+    """Cost of ``config`` at ``resolution`` (default: the space's design resolution).
 
-    def add(p: int, m: int, b: int) -> None:
-        nonlocal params, macs, nbytes
-        params, macs, nbytes = params + p, macs + m, nbytes + b
+    Each supernet family has its own analytic model (:mod:`nas.supernets`); this asks the
+    family the space belongs to.
+    """
+    from nas.supernets import compute_cost as family_cost
 
-    # stem conv + BN
-    size = _out_size(size, arch.stem_stride)
-    p = arch.in_channels * arch.stem_channels * 9
-    add(p, p * size * size, p * FLOAT_BYTES)
-    add(2 * arch.stem_channels, 0, 2 * arch.stem_channels * FLOAT_BYTES)
-    for block in plan.blocks:
-        cin, hid, cout, k, bits = (
-            block.in_channels,
-            block.hidden_channels,
-            block.out_channels,
-            block.kernel_size,
-            block.bits,
-        )
-        p = cin * hid
-        add(p, p * size * size, _weight_bytes(p, hid, bits))
-        size = _out_size(size, block.stride)
-        p = hid * k * k
-        add(p, p * size * size, _weight_bytes(p, hid, bits))
-        p = hid * cout
-        add(p, p * size * size, _weight_bytes(p, cout, bits))
-        bn = 2 * (hid + hid + cout)
-        add(bn, 0, bn * FLOAT_BYTES)
-    features = plan.last_channels
-    if arch.head_channels is not None:
-        p = features * arch.head_channels
-        add(p, p * size * size, p * FLOAT_BYTES)
-        add(2 * arch.head_channels, 0, 2 * arch.head_channels * FLOAT_BYTES)
-        features = arch.head_channels
-    p = features * arch.num_classes + arch.num_classes
-    add(p, features * arch.num_classes, p * FLOAT_BYTES)
-    return Cost(params=params, macs=macs, model_size_bytes=nbytes)
+    return family_cost(space, config, resolution=resolution)
 
 
 def count_module_cost(module: nn.Module, input_shape: tuple[int, ...]) -> Cost:
-    """Count params, MACs (conv and linear, via hooks) and bit-aware size of a static module.
+    """Count params, MACs (via hooks) and bit-aware size of a static module.
 
-    A convolution's bit-width is read from the :class:`~nas.static.FakeQuantize` that
-    immediately precedes it in its ``nn.Sequential`` (how exported subnets are built).
+    MACs: a convolution's weight per output position, a linear map's weight per position it is
+    applied at (every token of a transformer), plus ``matmul_macs(tokens)`` of modules that
+    declare it (attention products). A convolution's or linear map's bit-width is read from the
+    :class:`~nas.static.FakeQuantize` immediately preceding it in its ``nn.Sequential`` (how
+    exported subnets are built).
     """
     macs = 0
 
@@ -114,10 +78,14 @@ def count_module_cost(module: nn.Module, input_shape: tuple[int, ...]) -> Cost:
         per_position = mod.weight.numel()
         macs += per_position * out.shape[2] * out.shape[3]
 
-    def linear_hook(mod: nn.Module, _: tuple[Tensor, ...], __: Tensor) -> None:
+    def linear_hook(mod: nn.Module, _: tuple[Tensor, ...], out: Tensor) -> None:
         nonlocal macs
         assert isinstance(mod, nn.Linear)
-        macs += mod.weight.numel()
+        macs += mod.weight.numel() * (out.numel() // out.shape[-1])
+
+    def matmul_hook(mod: nn.Module, inputs: tuple[Tensor, ...], _: Tensor) -> None:
+        nonlocal macs
+        macs += int(mod.matmul_macs(inputs[0].shape[1]))  # type: ignore[operator]
 
     handles = []
     for mod in module.modules():
@@ -125,6 +93,8 @@ def count_module_cost(module: nn.Module, input_shape: tuple[int, ...]) -> Cost:
             handles.append(mod.register_forward_hook(conv_hook))
         elif isinstance(mod, nn.Linear):
             handles.append(mod.register_forward_hook(linear_hook))
+        elif callable(getattr(mod, "matmul_macs", None)):
+            handles.append(mod.register_forward_hook(matmul_hook))
     try:
         with torch.no_grad():
             was_training = module.training
@@ -135,18 +105,19 @@ def count_module_cost(module: nn.Module, input_shape: tuple[int, ...]) -> Cost:
         for h in handles:
             h.remove()
 
-    conv_bits: dict[int, int] = {}
+    weight_bits: dict[int, int] = {}
     for mod in module.modules():
         if isinstance(mod, nn.Sequential):
             children = list(mod.children())
             for prev, cur in itertools.pairwise(children):
-                if isinstance(prev, FakeQuantize) and isinstance(cur, nn.Conv2d):
-                    conv_bits[id(cur)] = prev.bits
+                if isinstance(prev, FakeQuantize) and isinstance(cur, nn.Conv2d | nn.Linear):
+                    weight_bits[id(cur)] = prev.bits
     nbytes = 0
     for mod in module.modules():
         for name, param in mod.named_parameters(recurse=False):
-            if isinstance(mod, nn.Conv2d) and name == "weight" and id(mod) in conv_bits:
-                nbytes += _weight_bytes(param.numel(), mod.out_channels, conv_bits[id(mod)])
+            if name == "weight" and id(mod) in weight_bits:
+                rows = param.shape[0]
+                nbytes += weight_bytes(param.numel(), rows, weight_bits[id(mod)])
             else:
                 nbytes += param.numel() * FLOAT_BYTES
     params = sum(p.numel() for p in module.parameters())

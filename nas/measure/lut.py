@@ -26,14 +26,14 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 from torch import Tensor, nn
 
-from nas.arch import arch_of
+from nas.arch import mbconv_arch
 from nas.errors import ConfigError
 from nas.measure.int8 import GlobalAvgPool
 from nas.measure.latency import LatencyProtocol, measure_latency
 from nas.measure.targets import HardwareTarget
 from nas.space import SearchSpace
 from nas.subnet import SubnetConfig
-from nas.supernet import make_plan
+from nas.supernets.mbconv import make_plan
 
 if TYPE_CHECKING:
     from nas.static import Subnet
@@ -71,7 +71,7 @@ def _out_size(size: int, stride: int) -> int:
 
 def layer_keys(space: SearchSpace, config: SubnetConfig, target: HardwareTarget) -> list[LayerKey]:
     """The keys of ``config``'s layers on ``target``, in execution order (stem, blocks, head)."""
-    arch = arch_of(space)
+    arch = mbconv_arch(space)
     plan = make_plan(space, config)
     bits = executed_bits(target)
     size = target.resolution or arch.resolution
@@ -126,7 +126,7 @@ def covering_configs(space: SearchSpace) -> list[SubnetConfig]:
     of that stage's blocks of a largest config; this covers block 0 (input = previous width) and
     the later blocks (input = width) of every stage.
     """
-    arch = arch_of(space)
+    arch = mbconv_arch(space)
     base = space.largest()
     configs: dict[str, SubnetConfig] = {}
     for i, stage in enumerate(arch.stages):
@@ -264,7 +264,7 @@ def build_latency_table(
     """
     protocol = protocol or LatencyProtocol()
     space = supernet.space
-    arch = arch_of(space)
+    arch = mbconv_arch(space)
     batch = target.batch_size
     entries: dict[LayerKey, float] = {}
     for config in configs if configs is not None else covering_configs(space):

@@ -145,7 +145,7 @@ def run_export(ctx: RunContext) -> dict[str, Any]:
         if not (directory / "model_card.json").exists():
             test_top1 = evaluate_accuracy(
                 supernet, config, data, split="test", n_calib=n_calib
-            )  # re-calibrates BN on the calib split, as export needs
+            )  # re-calibrates BN (where the family has it) on the calib split
             n_test = int(data.sizes()["test"])
             accuracy = {
                 "selection_split": spec.measure.eval_split,
@@ -174,7 +174,11 @@ def run_export(ctx: RunContext) -> dict[str, Any]:
                     "accuracy": accuracy,
                     "supernet_checkpoint": relative_to_run(exp.root, checkpoint),
                     "supernet_checkpoint_sha256": checkpoint_hash,
-                    "bn_recalibration": {"split": "calib", "images": n_calib},
+                    "bn_recalibration": (
+                        {"split": "calib", "images": n_calib}
+                        if supernet.uses_batchnorm
+                        else None
+                    ),
                     "hardware_targets": [dataclasses.asdict(t) for t in exp.measured_targets],
                     "objectives": [o.key for o in exp.problem.objectives],
                     "constraints": list(spec.search.constraints),

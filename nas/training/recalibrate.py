@@ -35,6 +35,8 @@ def recalibrate_bn(  # noqa: D417
     if len(images) == 0:
         raise ValueError("recalibrate_bn needs at least one calibration image")
     norms = [m for m in supernet.modules() if isinstance(m, ElasticBatchNorm2d)]
+    if not norms:
+        return supernet  # a family without BatchNorm (transformers) has nothing to re-estimate
     momenta = [m.momentum for m in norms]
     was_training = supernet.training
     try:

@@ -22,6 +22,9 @@ _KIND_OF_SUFFIX: dict[str, str] = {
     "width": "width",
     "expand": "width",
     "bits": "bits",
+    "embed_dim": "width",
+    "heads": "width",
+    "mlp_ratio": "width",
 }
 
 

@@ -1,0 +1,77 @@
+"""The interface every supernet family implements: one set of shared weights for a whole space.
+
+``Supernet(space)`` builds the family's subclass for the space's architecture (the registry in
+:mod:`nas.supernets` decides), so callers never name a family. Every subclass provides
+``forward(x, config)`` (the subnet ``config`` selects, from the shared weights) and
+``export(config)`` (the same subnet as a static module of plain torch layers with equal outputs).
+The active shape always travels as an argument: no module holds a hidden "active config".
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from pathlib import Path
+from typing import Any, ClassVar
+
+from torch import Tensor, nn
+
+from nas.space import SearchSpace
+from nas.subnet import SubnetConfig
+
+
+class Supernet(nn.Module):
+    """Base of every family's supernet; ``Supernet(space)`` returns the family's subclass.
+
+    Class attributes a family sets:
+        uses_batchnorm: Whether subnets have BatchNorm, so that accuracy measurement
+            re-calibrates its statistics per subnet (families without it skip that step).
+
+    Example:
+        >>> import search_spaces, torch
+        >>> space = search_spaces.get("tiny_cnn")
+        >>> net = Supernet(space).eval()
+        >>> type(net).__name__
+        'MBConvSupernet'
+        >>> cfg = space.smallest()
+        >>> x = torch.randn(2, 1, 8, 8)
+        >>> torch.equal(net(x, cfg), net.export(cfg)(x))
+        True
+    """
+
+    uses_batchnorm: ClassVar[bool] = True
+
+    def __new__(cls, space: SearchSpace, *args: Any, **kwargs: Any) -> Supernet:
+        if cls is Supernet:
+            from nas.supernets import family_of
+
+            cls = family_of(space).supernet_class
+        return super().__new__(cls)
+
+    def __init__(self, space: SearchSpace) -> None:
+        super().__init__()
+        self.space = space
+        self.arch: Any = space.metadata["arch"]
+
+    @abstractmethod
+    def forward(self, x: Tensor, config: SubnetConfig) -> Tensor:
+        """Logits of subnet ``config`` on ``x``."""
+
+    @abstractmethod
+    def export(self, config: SubnetConfig) -> nn.Module:
+        """A static module equal to ``forward(·, config)`` in eval mode."""
+
+    def export_onnx(self, config: SubnetConfig, path: str | Path, *, batch_size: int = 1) -> Path:
+        """Write the exported subnet as ONNX (input ``[batch, C, R, R]``, dynamic batch)."""
+        from nas.onnx_export import export_module_onnx
+
+        return export_module_onnx(
+            self.export(config).eval(), self.input_shape(batch_size), Path(path)
+        )
+
+    def input_shape(self, batch_size: int = 1) -> tuple[int, int, int, int]:
+        """The input shape the space is designed for."""
+        r = self.arch.resolution
+        return (batch_size, self.arch.in_channels, r, r)
+
+
+__all__ = ["Supernet"]
