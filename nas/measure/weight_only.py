@@ -9,7 +9,7 @@ with 4-bit weights and float activations at the layer boundary:
 2. ONNX Runtime's ``MatMulNBitsQuantizer`` replaces every ``MatMul`` with a constant 2-D weight
    by ``MatMulNBits``: round-to-nearest, symmetric, one float scale per block of
    :data:`W4_BLOCK_SIZE` (128, ONNX Runtime's default) consecutive input features of one output
-   feature (zero point 8). Blocks of 32 give a 5-15 % smaller output error but ran 6-30 %
+   feature (zero point 8). Blocks of 32 give a 6-13 % smaller output error but ran 6-45 %
    slower on this CPU (``benchmarks/linear_kernels.py``); a layer with fewer inputs than a
    block is zero-padded to one block;
 3. ``accuracy_level`` :data:`W4_ACCURACY_LEVEL` (4) lets the CPU kernel quantize the activations
