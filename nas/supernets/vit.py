@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from nas.elastic import ElasticActQuant, ElasticLinear
 from nas.elastic.transformer import ElasticGroupedLinear, ElasticLayerNorm
 from nas.errors import ConfigError
+from nas.quantization import FULL_PRECISION
 from nas.space import SearchSpace
 from nas.static_vit import (
     Attention,
@@ -79,6 +80,30 @@ def make_vit_plan(space: SearchSpace, config: SubnetConfig) -> ViTPlan:
     return ViTPlan(embed, layers)
 
 
+def _permute_(
+    param: Tensor, dim: int, index: Tensor, optimizer: torch.optim.Optimizer | None
+) -> None:
+    """Reorder ``param`` along ``dim`` in place, and its optimizer state tensors alike."""
+    param.copy_(param.index_select(dim, index))
+    if optimizer is None:
+        return
+    for value in optimizer.state.get(param, {}).values():
+        if isinstance(value, Tensor) and value.shape == param.shape:
+            value.copy_(value.index_select(dim, index))
+
+
+def _order(importance: Tensor) -> Tensor:
+    """Indices from most to least important; ties keep their order."""
+    return torch.sort(importance, descending=True, stable=True)[1]
+
+
+def _same_on_every_worker(index: Tensor) -> Tensor:
+    """Rank 0's ``index`` under torch.distributed (DDP workers must permute alike)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.broadcast(index, src=0)
+    return index
+
+
 class ElasticTransformerBlock(nn.Module):
     """Pre-norm transformer block with elastic width, heads, MLP hidden size and bits."""
 
@@ -106,6 +131,64 @@ class ElasticTransformerBlock(nn.Module):
         h = self.fc1(self.fc1_quant(self.norm2(x), bits=b), out_features=plan.mlp_hidden, bits=b)
         h = F.gelu(h)
         return x + self.fc2(self.fc2_quant(h, bits=b), out_features=e, bits=b)
+
+    def attention_residual(self, x: Tensor, plan: LayerPlan) -> Tensor:
+        """``x`` plus the attention branch: the first half of :meth:`forward`."""
+        b, width = plan.bits, plan.heads * self.head_dim
+        h = self.qkv(self.qkv_quant(self.norm1(x), bits=b), out_features=width, bits=b)
+        h = attend(h, plan.heads, self.head_dim)
+        return x + self.proj(self.proj_quant(h, bits=b), out_features=x.shape[-1], bits=b)
+
+    @torch.no_grad()
+    def head_importance(self, x: Tensor | None) -> Tensor:
+        """One score per head group: its contribution to the residual stream.
+
+        With activations ``x`` (this block's input; every head at 32 bits): the mean L2 norm
+        over tokens of each head's output mapped through its columns of the output projection.
+        Without: the norm of the head's V rows times the norm of its projection columns.
+        """
+        hd, heads = self.head_dim, self.qkv.max_out // self.head_dim
+        e = self.proj.weight.shape[0]
+        proj = self.proj.weight.reshape(e, heads, hd)  # [E, H, hd]
+        if x is None:
+            v = self.qkv.weight[2 * self.qkv.max_out :].reshape(heads, hd, -1)
+            return v.flatten(1).norm(dim=1) * proj.permute(1, 0, 2).flatten(1).norm(dim=1)
+        h = self.qkv(self.norm1(x), out_features=self.qkv.max_out, bits=FULL_PRECISION)
+        out = attend(h, heads, hd).reshape(*x.shape[:-1], heads, hd)  # [B, T, H, hd]
+        contribution = torch.einsum("bthd,ehd->bthe", out, proj)
+        return contribution.norm(dim=-1).mean(dim=(0, 1))
+
+    @torch.no_grad()
+    def neuron_importance(self, x: Tensor | None) -> Tensor:
+        """One score per MLP hidden neuron: its contribution to the residual stream.
+
+        With ``x`` (the residual stream after attention): ``mean |GELU(fc1)|`` times the norm
+        of the neuron's fc2 column. Without: the norm of its fc1 row times that column's norm.
+        """
+        out_norm = self.fc2.weight.norm(dim=0)
+        if x is None:
+            return self.fc1.weight.norm(dim=1) * out_norm
+        h = F.gelu(self.fc1(self.norm2(x), out_features=self.fc1.max_out, bits=FULL_PRECISION))
+        return h.abs().mean(dim=tuple(range(h.dim() - 1))) * out_norm
+
+    def permutations(self, heads: Tensor, neurons: Tensor) -> list[tuple[Tensor, int, Tensor]]:
+        """``(parameter, dim, index)`` moves putting ``heads`` and ``neurons`` in that order.
+
+        Heads move as whole groups of ``head_dim`` rows in each of Q, K and V and the matching
+        columns of the output projection; neurons as fc1 rows and fc2 columns, so the full
+        block computes the same function.
+        """
+        hd, max_out = self.head_dim, self.qkv.max_out
+        per_head = (heads[:, None] * hd + torch.arange(hd)).flatten()  # head -> its hd columns
+        qkv_rows = torch.cat([g * max_out + per_head for g in range(self.qkv.groups)])
+        return [
+            (self.qkv.weight, 0, qkv_rows),
+            (self.qkv.bias, 0, qkv_rows),
+            (self.proj.weight, 1, per_head),
+            (self.fc1.weight, 0, neurons),
+            (self.fc1.bias, 0, neurons),
+            (self.fc2.weight, 1, neurons),
+        ]
 
     @torch.no_grad()
     def export(self, embed: int, plan: LayerPlan) -> TransformerBlock:
@@ -159,6 +242,10 @@ class ViTSupernet(Supernet):
         nn.init.zeros_(self.classifier.bias)
         self._plans: OrderedDict[SubnetConfig, ViTPlan] = OrderedDict()
 
+    def __getnewargs__(self) -> tuple[SearchSpace]:
+        """``Supernet.__new__`` needs the space: lets ``copy.deepcopy`` and pickle rebuild one."""
+        return (self.space,)
+
     def plan(self, config: SubnetConfig) -> ViTPlan:
         """Validated shapes of ``config`` (memoised: validation is not free)."""
         plan = self._plans.get(config)
@@ -179,6 +266,52 @@ class ViTSupernet(Supernet):
         for block, layer in zip(self.blocks, plan.layers, strict=False):
             tokens = block(tokens, layer)
         return self.classifier(pool_tokens(self.norm(tokens), self.arch.pooling))
+
+    def full_tokens(self, x: Tensor) -> Tensor:
+        """The first block's input at the full embedding width (what the largest subnet sees)."""
+        cls = self.cls_token
+        patches = F.conv2d(x, self.patch.weight, self.patch.bias, stride=self.patch.stride)
+        return embed_patches(patches, cls, self.position)
+
+    @torch.no_grad()
+    def reorder_by_importance(
+        self, x: Tensor | None = None, optimizer: torch.optim.Optimizer | None = None
+    ) -> list[dict[str, list[int]]]:
+        """Permute every block's heads and MLP neurons so the most important come first.
+
+        DynaBERT / Minitron re-ordering before elastic training: prefix slicing then keeps the
+        heads and neurons that matter most, so smaller subnets start from better weights. The
+        largest subnet's function is unchanged (up to float summation order): head groups move
+        together across Q, K, V and the output projection's columns, neurons across fc1's rows
+        and fc2's columns. Importance comes from activations of the largest subnet on ``x``
+        (a fixed batch: every worker passes the same one) or, with ``x=None``, from weights.
+        Ties keep their order (stable sort), so equal inputs give equal permutations.
+
+        Args:
+            x: A fixed batch of images for activation importance (``None``: weights).
+            optimizer: Its state tensors shaped like a moved parameter (Adam moments, SGD
+                momentum) move the same way, so training continues consistently.
+
+        Returns:
+            Per block, the old index of each new head and neuron.
+        """
+        tokens = None if x is None else self.full_tokens(x)
+        orders: list[dict[str, list[int]]] = []
+        was_training = self.training
+        self.eval()
+        for block in self.blocks:
+            heads = _order(block.head_importance(tokens))
+            full = LayerPlan(len(heads), block.fc1.max_out, FULL_PRECISION)
+            mid = None if tokens is None else block.attention_residual(tokens, full)
+            neurons = _order(block.neuron_importance(mid))
+            heads, neurons = _same_on_every_worker(heads), _same_on_every_worker(neurons)
+            if tokens is not None:  # the next block's input: this block's (unchanged) output
+                tokens = block(tokens, full)
+            for param, dim, index in block.permutations(heads, neurons):
+                _permute_(param, dim, index, optimizer)
+            orders.append({"heads": heads.tolist(), "neurons": neurons.tolist()})
+        self.train(was_training)
+        return orders
 
     @torch.no_grad()
     def export(self, config: SubnetConfig) -> ViTSubnet:

@@ -19,6 +19,7 @@ OPTIMIZERS: tuple[str, ...] = ("sgd", "adamw")
 LR_SCHEDULES: tuple[str, ...] = ("cosine", "constant")
 PHASES: tuple[str, ...] = ("largest", "kernel", "depth", "width", "bits")
 AUGMENTATIONS: tuple[str, ...] = ("none", "shift")
+REORDERS: tuple[str, ...] = ("none", "activations", "weights")
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,10 @@ class TrainConfig:
             ``bits``); each phase makes its dimension kind elastic. Empty: all elastic at once.
         phase_epochs: Epochs of each phase; the epochs after the last phase are fully elastic.
         calib_images: Calibration images for BN re-calibration before per-epoch evaluation.
+        reorder: Importance re-ordering of attention heads and MLP neurons (DynaBERT /
+            Minitron) at the end of the ``largest`` phase, so prefix slicing keeps the most
+            important ones: ``activations`` (on a fixed batch of training images), ``weights``,
+            or ``none``. Needs ``largest`` in ``phases`` and a family that supports it.
     """
 
     epochs: int = spec_field(12, low=1, high=10_000, doc="training epochs")
@@ -83,6 +88,9 @@ class TrainConfig:
     seed: int = spec_field(0, low=0, high=2**32 - 1, doc="training seed (default: the spec's)")
     keep_checkpoints: int = spec_field(2, low=1, high=1000, doc="checkpoints kept on disk")
     max_failures: int = spec_field(2, low=0, high=100, doc="worker failures Ray Train retries")
+    reorder: str = spec_field(
+        "none", choices=REORDERS, doc="re-order heads/MLP neurons after the largest phase"
+    )
 
     def __post_init__(self) -> None:
         check_fields(self, "train.")
@@ -107,6 +115,11 @@ class TrainConfig:
             raise ConfigError(
                 f"train.phase_epochs={list(self.phase_epochs)!r} needs one entry per phase "
                 f"{list(self.phases)!r}"
+            )
+        if self.reorder != "none" and "largest" not in self.phases:
+            raise ConfigError(
+                f"train.reorder={self.reorder!r} re-orders at the end of the 'largest' phase: "
+                f"add it to train.phases (now {list(self.phases)!r})"
             )
         if sum(self.phase_epochs) > self.epochs:
             raise ConfigError(

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 
 METRICS_FILE = "metrics.csv"
 EVAL_STREAM = 2**31  # seed stream of the per-epoch random subnet, apart from step streams
+REORDER_IMAGES = 512  # the fixed batch (first training images) activation importance sees
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -300,6 +301,23 @@ def format_epoch_line(row: Mapping[str, Any], epochs: int) -> str:
     )
 
 
+def check_reorder_support(model: nn.Module, config: TrainConfig) -> None:
+    """Refuse ``train.reorder`` for a family whose supernet cannot re-order its weights."""
+    if config.reorder != "none" and not hasattr(model, "reorder_by_importance"):
+        raise ConfigError(
+            f"train.reorder={config.reorder!r} is not supported by {type(model).__name__} "
+            "(no importance re-ordering); use 'none'"
+        )
+
+
+def reorders_after(config: TrainConfig, epoch: int) -> bool:
+    """Whether ``epoch`` is the last of the ``largest`` phase and re-ordering is on."""
+    if config.reorder == "none":
+        return False
+    schedule = ProgressiveSchedule.from_config(config)
+    return schedule.phase(epoch) == "largest" and schedule.phase(epoch + 1) != "largest"
+
+
 def restore_training(
     checkpoint_path: Path | None,
     model: nn.Module,
@@ -357,6 +375,7 @@ class Trainer:
 
         torch.manual_seed(config.seed)
         model = Supernet(space)
+        check_reorder_support(model, config)
         optimizer = make_optimizer(model, config)
         scheduler = make_scheduler(optimizer, config, steps_per_epoch(data, config, world_size))
         return cls(space, data, config, model, optimizer, scheduler, world_size, rank)
@@ -386,7 +405,20 @@ class Trainer:
             rank=self.rank,
         )
         self.step += stats.steps
+        if reorders_after(self.config, epoch):
+            self.reorder(device)
         return epoch_row(epoch, self.optimizer, stats)
+
+    def reorder(self, device: torch.device | str = "cpu") -> None:
+        """Importance re-ordering of the shared weights and the optimizer state, in place.
+
+        Every worker holds the same weights and the same training split, so every worker
+        computes the same permutation (the supernet also broadcasts it from rank 0).
+        """
+        x = None
+        if self.config.reorder == "activations":
+            x = self.data.tensors("train")[0][:REORDER_IMAGES].to(device)
+        self.model.reorder_by_importance(x, self.optimizer)  # type: ignore[operator]
 
     def save(self, directory: str | Path, epoch: int, row: Mapping[str, Any]) -> None:
         """Checkpoint the finished ``epoch`` (weights, optimizer, schedule, RNG, its row)."""
