@@ -54,7 +54,10 @@ class MBConvArch:
         head_channels: Optional fixed 1×1 conv before pooling (MobileNetV3's 960), or ``None``.
         bits: Per-block quantization bit-width choices (32 means full precision).
         kernel_transform: Learn OFA's kernel transformation matrices for smaller kernels.
-        resolution: Input side length used for cost and latency (inputs are square).
+        resolution: Input side length used for cost and latency (inputs are square); with
+            ``resolutions``, the largest of them.
+        resolutions: Elastic input resolutions (Once-for-All), ascending; empty: fixed. A
+            non-empty tuple adds a ``resolution`` dimension (see :mod:`nas.resolution`).
     """
 
     in_channels: int
@@ -67,8 +70,21 @@ class MBConvArch:
     kernel_transform: bool = False
     head_channels: int | None = None
     resolution: int = 32
+    resolutions: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
+        if self.resolutions:
+            r = self.resolutions
+            if tuple(sorted(set(r))) != tuple(r) or any(
+                isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in r
+            ):
+                raise ConfigError(
+                    f"space.options.resolutions={list(r)!r} must be ascending positive integers"
+                )
+            if self.resolution != r[-1]:
+                raise ConfigError(
+                    f"resolution={self.resolution} must be the largest of resolutions={list(r)!r}"
+                )
         if self.activation not in ACTIVATIONS:
             raise ConfigError(
                 format_choice_error("activation", self.activation, list(ACTIVATIONS))
@@ -84,6 +100,8 @@ class MBConvArch:
     def search_space(self, name: str) -> SearchSpace:
         """Dimensions ``s{i}.depth``, ``s{i}.width``; per block kernel, expand and bits."""
         dims: list[Choice] = []
+        if self.resolutions:
+            dims.append(Choice("resolution", self.resolutions))
         for i, stage in enumerate(self.stages):
             dims.append(Choice(f"s{i}.depth", stage.depths))
             dims.append(Choice(f"s{i}.width", stage.widths))
@@ -92,7 +110,10 @@ class MBConvArch:
                 dims.append(Choice(f"s{i}.b{j}.kernel", stage.kernels, active_if=active_if))
                 dims.append(Choice(f"s{i}.b{j}.expand", stage.expands, active_if=active_if))
                 dims.append(Choice(f"s{i}.b{j}.bits", self.bits, active_if=active_if))
-        return SearchSpace(name, tuple(dims), metadata={"arch": self, "arch_dict": asdict(self)})
+        described = asdict(self)
+        if not self.resolutions:
+            del described["resolutions"]  # fixed-resolution spaces keep their fingerprints
+        return SearchSpace(name, tuple(dims), metadata={"arch": self, "arch_dict": described})
 
 
 def arch_of(space: SearchSpace) -> Any:

@@ -38,6 +38,7 @@ from nas.errors import (
     MissingArtifactError,
     UnsafeFileError,
 )
+from nas.resolution import config_resolution, has_resolution, interpolate
 from nas.safe_files import (  # write_bytes_atomic: re-exported
     HEAD_BYTES,
     looks_like_pickle,
@@ -255,16 +256,23 @@ class RawPixelModel(nn.Module):
     Carrying the normalisation inside the model means a deployment cannot feed the wrong scale.
     """
 
-    def __init__(self, model: nn.Module, preprocessing: Mapping[str, Any]) -> None:
+    def __init__(
+        self, model: nn.Module, preprocessing: Mapping[str, Any], *, side: int | None = None
+    ) -> None:
         super().__init__()
         self.model = model
+        # a subnet of an elastic-resolution space sees images resized to its own side
+        self.side = side if side is not None and side != int(preprocessing["size"]) else None
         mean = torch.tensor([float(v) for v in preprocessing["mean"]]).view(1, -1, 1, 1)
         std = torch.tensor([float(v) for v in preprocessing["std"]]).view(1, -1, 1, 1)
         self.register_buffer("mean", mean)
         self.register_buffer("inv_std", 1.0 / std)
 
     def forward(self, raw: torch.Tensor) -> torch.Tensor:
-        return self.model((raw - self.mean) * self.inv_std)
+        x = (raw - self.mean) * self.inv_std
+        if self.side is not None:
+            x = interpolate(x, self.side)
+        return self.model(x)
 
 
 def export_subnet(
@@ -296,15 +304,27 @@ def export_subnet(
     if onnx:
         from nas.onnx_export import export_module_onnx
 
-        graph = module if preprocessing is None else RawPixelModel(module, preprocessing)
-        export_module_onnx(graph.eval(), supernet.input_shape(), out / ONNX_NAME)
     space = supernet.space
+    subnet_shape = supernet.input_shape(1, config)
+    side = subnet_shape[-1] if has_resolution(space) else None
+    input_shape = subnet_shape
+    if preprocessing is not None:
+        size = int(preprocessing["size"])
+        input_shape = (1, subnet_shape[1], size, size)
+    if onnx:
+        from nas.onnx_export import export_module_onnx
+
+        graph = (
+            module if preprocessing is None else RawPixelModel(module, preprocessing, side=side)
+        )
+        export_module_onnx(graph.eval(), input_shape, out / ONNX_NAME)
     card = {
         "card_version": CARD_VERSION,
         "config": config.to_dict(),
         "config_key": config.key,
         "search_space": search_spaces.describe(space),
-        "input_shape": list(supernet.input_shape()),
+        "input_shape": list(input_shape),
+        "subnet_input_shape": list(subnet_shape),
         "preprocessing": dict(preprocessing) if preprocessing is not None else None,
         "onnx_input": "raw pixels" if preprocessing is not None else "normalised",
         "metrics": {
@@ -428,7 +448,8 @@ def load_exported(path: str | Path, *, raw_input: bool = False) -> nn.Module:
             raise IncompatibleArtifactError(
                 f"{path}: the model card records no preprocessing, so raw_input is unavailable"
             )
-        return RawPixelModel(module, card["preprocessing"]).eval()
+        side = config_resolution(space, config, 0) if has_resolution(space) else None
+        return RawPixelModel(module, card["preprocessing"], side=side).eval()
     return module.eval()
 
 

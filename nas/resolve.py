@@ -67,6 +67,7 @@ def resolve(spec: ExperimentSpec, *, output_dir: str | Path | None = None) -> Re
         if key not in provided:
             raise ConfigError(format_choice_error(f"{where}: metric", key, provided))
     check_constraints_satisfiable(problem)
+    check_target_resolutions(space, measured, spec.measure.targets)
     if spec.measure.n_samples > space.size():
         raise ConfigError(
             f"measure.n_samples={spec.measure.n_samples} exceeds the {space.size()} subnets of "
@@ -147,6 +148,22 @@ def check_constraints_satisfiable(problem: SearchProblem) -> None:
                     f"of {space.name!r} ({key}={high:.4g}); "
                     f"reachable range [{low:.4g}, {high:.4g}]"
                 )
+
+
+def check_target_resolutions(
+    space: SearchSpace, targets: Sequence[HardwareTarget], names: Sequence[str]
+) -> None:
+    """A space that searches the input resolution decides it per subnet, not per target."""
+    if "resolution" not in space.names:
+        return
+    for i, target in enumerate(targets):
+        if target.resolution is not None:
+            raise ConfigError(
+                f"measure.targets[{i}] ({names[i]!r}) has resolution={target.resolution}, but "
+                f"search space {space.name!r} searches the input resolution (dimension "
+                f"'resolution', options {list(space.dim('resolution').options)}); leave the "
+                "target's resolution unset"
+            )
 
 
 def check_data_fits(space: SearchSpace, data: Any) -> None:

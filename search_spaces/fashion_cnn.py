@@ -18,6 +18,7 @@ def build(
     in_channels: int = 1,
     num_classes: int = 10,
     resolution: int = 28,
+    resolutions: tuple[int, ...] = (),
 ) -> SearchSpace:
     """Three MBConv stages after a stride-2 stem; every stage width has three choices."""
     arch = MBConvArch(
@@ -40,6 +41,7 @@ def build(
         activation="relu",
         kernel_transform=False,
         head_channels=None,
-        resolution=resolution,
+        resolution=max(resolutions) if resolutions else resolution,
+        resolutions=tuple(sorted(resolutions)),
     )
     return arch.search_space("fashion_cnn")

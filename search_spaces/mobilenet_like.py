@@ -27,8 +27,13 @@ def build(
     num_classes: int = 1000,
     resolution: int = 224,
     head_channels: int | None = 960,
+    resolutions: tuple[int, ...] = (),
 ) -> SearchSpace:
-    """Build the space; ``width_mults`` adds per-stage width choices (e.g. ``(0.75, 1.0)``)."""
+    """Build the space; ``width_mults`` adds per-stage width choices (e.g. ``(0.75, 1.0)``).
+
+    ``resolutions`` (e.g. ``(128, 160, 192, 224)``) makes the input resolution elastic, as in
+    Once-for-All; the design ``resolution`` then becomes the largest of them.
+    """
     if not width_mults or any(m <= 0 for m in width_mults):
         raise ConfigError(f"width_mults={width_mults!r} must be positive multipliers")
     mults = tuple(sorted(width_mults))
@@ -52,6 +57,7 @@ def build(
         activation="hswish",
         kernel_transform=True,
         head_channels=head_channels,
-        resolution=resolution,
+        resolution=max(resolutions) if resolutions else resolution,
+        resolutions=tuple(sorted(resolutions)),
     )
     return arch.search_space("mobilenet_like")

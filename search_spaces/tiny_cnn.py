@@ -12,6 +12,7 @@ def build(
     in_channels: int = 1,
     num_classes: int = 10,
     resolution: int = 8,
+    resolutions: tuple[int, ...] = (),
 ) -> SearchSpace:
     """Three MBConv stages; elastic depth, stage width, expand ratio, kernel and bits per block."""
     arch = MBConvArch(
@@ -30,6 +31,7 @@ def build(
         activation="relu",
         kernel_transform=False,
         head_channels=None,
-        resolution=resolution,
+        resolution=max(resolutions) if resolutions else resolution,
+        resolutions=tuple(sorted(resolutions)),
     )
     return arch.search_space("tiny_cnn")

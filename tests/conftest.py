@@ -31,11 +31,14 @@ os.environ["RAY_AUTH_MODE"] = "token"
 SUPERNET_SPACE_OPTIONS: dict[str, dict[str, object]] = {
     "tiny_cnn": {},
     "mobilenet_like": {"resolution": 32, "num_classes": 10, "width_mults": (0.75, 1.0)},
+    "tiny_cnn[resolutions]": {"resolutions": (6, 8)},
 }
+SUPERNET_CASES: tuple[str, ...] = (*search_spaces.SUPERNET_SPACES, "tiny_cnn[resolutions]")
+"""Conformance cases: every supernet space, plus variants (``name[variant]``) of some."""
 
 
 def build_space(name: str) -> SearchSpace:
-    return search_spaces.get(name, **SUPERNET_SPACE_OPTIONS.get(name, {}))
+    return search_spaces.get(name.split("[")[0], **SUPERNET_SPACE_OPTIONS.get(name, {}))
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from nas.arch import arch_of
 from nas.measure.cost import compute_cost
 from nas.measure.latency import LatencyProtocol, deployable, measure_latency
 from nas.measure.targets import HardwareTarget
+from nas.resolution import config_resolution
 from nas.results import Evaluation, ResultStore
 from nas.static import MBConv
 from nas.subnet import SubnetConfig
@@ -93,7 +94,7 @@ def measure_config(
     space = supernet.space
     arch = arch_of(space)
     config = space.validate(config)
-    shape = target.input_shape(arch.in_channels, arch.resolution)
+    shape = target.input_shape(arch.in_channels, config_resolution(space, config, arch.resolution))
     subnet = supernet.export(config).eval()
     latency = measure_latency(subnet, shape, target, protocol=protocol, seed=seed)
     metrics = latency.metrics()

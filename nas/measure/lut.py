@@ -31,6 +31,7 @@ from nas.errors import ConfigError
 from nas.measure.int8 import GlobalAvgPool
 from nas.measure.latency import LatencyProtocol, measure_latency
 from nas.measure.targets import HardwareTarget
+from nas.resolution import config_resolution, has_resolution
 from nas.space import SearchSpace
 from nas.subnet import SubnetConfig
 from nas.supernets.mbconv import make_plan
@@ -74,7 +75,7 @@ def layer_keys(space: SearchSpace, config: SubnetConfig, target: HardwareTarget)
     arch = mbconv_arch(space)
     plan = make_plan(space, config)
     bits = executed_bits(target)
-    size = target.resolution or arch.resolution
+    size = target.resolution or config_resolution(space, config, arch.resolution)
     keys = [
         LayerKey("stem", arch.in_channels, arch.stem_channels, 0, 3, arch.stem_stride, bits, size)
     ]
@@ -128,6 +129,11 @@ def covering_configs(space: SearchSpace) -> list[SubnetConfig]:
     """
     arch = mbconv_arch(space)
     base = space.largest()
+    sides: list[dict[str, int]] = (
+        [{"resolution": int(r)} for r in space.dim("resolution").options]
+        if has_resolution(space)
+        else [{}]
+    )  # an elastic-resolution space: every shape at every resolution
     configs: dict[str, SubnetConfig] = {}
     for i, stage in enumerate(arch.stages):
         prev_widths: tuple[int | None, ...] = arch.stages[i - 1].widths if i > 0 else (None,)
@@ -141,8 +147,9 @@ def covering_configs(space: SearchSpace) -> list[SubnetConfig]:
                         for j in range(stage.max_depth):
                             changes[f"s{i}.b{j}.kernel"] = k
                             changes[f"s{i}.b{j}.expand"] = e
-                        cfg = space.validate(base.replace(**changes))
-                        configs.setdefault(cfg.key, cfg)
+                        for side in sides:
+                            cfg = space.validate(base.replace(**changes, **side))
+                            configs.setdefault(cfg.key, cfg)
     return list(configs.values())
 
 

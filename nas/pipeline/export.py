@@ -25,6 +25,7 @@ from nas.pipeline.context import (
     measured_subnets,
     stage_done,
 )
+from nas.resolution import images_for
 from nas.resolve import (
     ACCURACY_METRIC,
     COST_METRICS,
@@ -175,9 +176,7 @@ def run_export(ctx: RunContext) -> dict[str, Any]:
                     "supernet_checkpoint": relative_to_run(exp.root, checkpoint),
                     "supernet_checkpoint_sha256": checkpoint_hash,
                     "bn_recalibration": (
-                        {"split": "calib", "images": n_calib}
-                        if supernet.uses_batchnorm
-                        else None
+                        {"split": "calib", "images": n_calib} if supernet.uses_batchnorm else None
                     ),
                     "hardware_targets": [dataclasses.asdict(t) for t in exp.measured_targets],
                     "objectives": [o.key for o in exp.problem.objectives],
@@ -223,9 +222,11 @@ def _deployed_accuracy(ctx: RunContext, config: SubnetConfig, n_calib: int) -> d
     """
     from nas.measure.deployed_accuracy import deployed_top1
 
+    space = ctx.supernet.space
     module = ctx.supernet.export(config).eval()
     calib_x, _ = ctx.data.tensors("calib")
     x, y = ctx.data.tensors("test")
+    calib_x, x = images_for(space, config, calib_x), images_for(space, config, x)
     return {
         f"{TEST_ACCURACY_METRIC}@{t.name}": 100.0
         * deployed_top1(module, t, calib_x=calib_x[:n_calib], x=x, y=y)

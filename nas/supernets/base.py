@@ -40,8 +40,11 @@ class Supernet(nn.Module):
 
     uses_batchnorm: ClassVar[bool] = True
 
-    def __new__(cls, space: SearchSpace, *args: Any, **kwargs: Any) -> Supernet:
+    def __new__(cls, space: SearchSpace | None = None, *args: Any, **kwargs: Any) -> Supernet:
+        # ``space`` is None when pickle or copy rebuild an instance of a concrete subclass
         if cls is Supernet:
+            if space is None:
+                raise TypeError("Supernet(space) needs the search space to choose its family")
             from nas.supernets import family_of
 
             cls = family_of(space).supernet_class
@@ -65,12 +68,18 @@ class Supernet(nn.Module):
         from nas.onnx_export import export_module_onnx
 
         return export_module_onnx(
-            self.export(config).eval(), self.input_shape(batch_size), Path(path)
+            self.export(config).eval(), self.input_shape(batch_size, config), Path(path)
         )
 
-    def input_shape(self, batch_size: int = 1) -> tuple[int, int, int, int]:
-        """The input shape the space is designed for."""
+    def input_shape(
+        self, batch_size: int = 1, config: SubnetConfig | None = None
+    ) -> tuple[int, int, int, int]:
+        """The input shape of ``config`` (its ``resolution``), or the space's design shape."""
+        from nas.resolution import config_resolution
+
         r = self.arch.resolution
+        if config is not None:
+            r = config_resolution(self.space, config, r)
         return (batch_size, self.arch.in_channels, r, r)
 
 

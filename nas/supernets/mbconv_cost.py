@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from nas.arch import mbconv_arch
 from nas.measure.cost import FLOAT_BYTES, Cost, weight_bytes
+from nas.resolution import config_resolution
 from nas.space import SearchSpace
 from nas.subnet import SubnetConfig
 from nas.supernets.mbconv import make_plan
@@ -19,7 +20,7 @@ def mbconv_cost(
     """Cost of ``config`` at ``resolution`` (default: the space's design resolution)."""
     arch = mbconv_arch(space)
     plan = make_plan(space, config)
-    size = resolution or arch.resolution
+    size = resolution or config_resolution(space, config, arch.resolution)
     params = macs = nbytes = 0
 
     def add(p: int, m: int, b: int) -> None:

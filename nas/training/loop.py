@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 from nas.data import ImageData
 from nas.errors import ConfigError
 from nas.measure.accuracy import evaluate_accuracy
+from nas.resolution import at_resolution, resize, step_resolution
 from nas.space import SearchSpace
 from nas.subnet import SubnetConfig
 from nas.training.augment import augment_batch
@@ -172,6 +173,11 @@ def train_epoch(
             n_random=config.n_random,
             elastic=elastic,
         )
+        side = step_resolution(space, config.seed, start_step + steps)
+        if side is not None:  # one resolution per step, for every subnet and every worker
+            x = resize(x, side)
+            largest = at_resolution(space, largest, side)
+            students = [at_resolution(space, s, side) for s in students]
         optimizer.zero_grad(set_to_none=True)
         losses = sandwich_backward(
             objective,

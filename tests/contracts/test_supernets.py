@@ -22,11 +22,12 @@ from nas.elastic import ElasticActQuant, ElasticBatchNorm2d, ElasticConv2d, Elas
 from nas.elastic.transformer import ElasticGroupedLinear, ElasticLayerNorm
 from nas.errors import ConfigError
 from nas.measure.cost import compute_cost, count_module_cost
+from nas.resolution import images_for
 from nas.space import SearchSpace
 from nas.static import FakeQuantize
 from nas.subnet import SubnetConfig
 from nas.supernet import Supernet
-from tests.conftest import build_space
+from tests.conftest import SUPERNET_CASES, build_space
 
 N_RANDOM = 20
 # Export repeats the supernet's arithmetic op for op, so equality is exact in torch; ONNX Runtime
@@ -58,7 +59,7 @@ def _configs(space: SearchSpace) -> list[SubnetConfig]:
     return [space.smallest(), space.largest(), *space.sample_many(N_RANDOM, rng)]
 
 
-@pytest.fixture(scope="module", params=search_spaces.SUPERNET_SPACES)
+@pytest.fixture(scope="module", params=SUPERNET_CASES)
 def supernet(request: pytest.FixtureRequest) -> Supernet:
     return _perturbed_supernet(build_space(request.param))
 
@@ -89,14 +90,14 @@ def test_exported_module_is_static_and_has_no_unused_weights(supernet: Supernet)
             type(m).__module__.startswith(("torch.nn", "nas.static")) for m in module.modules()
         )
         analytic = compute_cost(supernet.space, cfg)
-        counted = count_module_cost(module, supernet.input_shape())
+        counted = count_module_cost(module, supernet.input_shape(1, cfg))
         assert counted == analytic
         assert sum(p.numel() for p in module.parameters()) == analytic.params
 
 
 def test_onnx_runtime_matches_export(supernet: Supernet, tmp_path: Path) -> None:
-    x = torch.randn(2, *supernet.input_shape()[1:])
     for i, cfg in enumerate(_configs(supernet.space)):
+        x = torch.randn(2, *supernet.input_shape(1, cfg)[1:])  # the config's resolution
         path = supernet.export_onnx(cfg, tmp_path / f"{i}.onnx")
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         (onnx_out,) = session.run(None, {"input": x.numpy()})
@@ -110,7 +111,7 @@ def test_forward_depends_on_every_kind_of_choice(supernet: Supernet) -> None:
     x = torch.randn(2, *supernet.input_shape()[1:])
     base = space.largest()
     with torch.no_grad():
-        reference = supernet(x, base)
+        reference = supernet(images_for(space, base, x), base)
     kinds = {n.rsplit(".", 1)[-1] for n in space.names if len(space.dim(n).options) > 1}
     assert kinds
     for kind in sorted(kinds):
@@ -123,7 +124,8 @@ def test_forward_depends_on_every_kind_of_choice(supernet: Supernet) -> None:
         )
         changed = base.replace(**{name: space.dim(name).options[0]})
         with torch.no_grad():
-            assert not torch.equal(supernet(x, changed), reference), name
+            out = supernet(images_for(space, changed, x), changed)
+            assert out.shape != reference.shape or not torch.equal(out, reference), name
 
 
 def _covering_configs(space: SearchSpace) -> list[SubnetConfig]:
