@@ -9,7 +9,9 @@ seed = draw) and ``random`` (``default_rng(SeedSequence([draw, n]))``).
 
 Baselines in the same run, on the same held-out architectures:
 
-- ``ridge``: per-device ridge on the space's features (one-hot per layer; NB201 cell features),
+- ``ridge``: per-device ridge on the space's default features (``ordinal``: one-hot operations
+  for NB201, with its cell features, and FBNet; scaled kernel, expand, depth and resolution for
+  OFA),
   fitted on the same ``n`` architectures (``random`` and ``refs`` draws), penalty by efficient
   leave-one-out (``RidgeCV``);
 - ``proxy``: FLOPs of the NB201 cell (9 per 3x3 conv, 1 per 1x1) or analytic MACs of the OFA
@@ -60,8 +62,8 @@ class Scores:
 
 
 def _features(bank: DeviceBank) -> np.ndarray:
-    encoding = "ordinal" if bank.space.name == "nas_bench_201" else "onehot"
-    return make_features(bank.space, encoding=encoding).fit_transform(bank.X)
+    """The project's default features (ordinal: OFA's sizes scaled, operations one-hot)."""
+    return make_features(bank.space, encoding="ordinal").fit_transform(bank.X)
 
 
 def _proxy(bank: DeviceBank) -> np.ndarray | None:

@@ -30,6 +30,11 @@ BANK_RIDGE_ALPHA = 1.0
 """Ridge penalty of the bank's per-device models for architectures outside the bank."""
 REFERENCE_COMPONENTS = 3
 """Principal components of the bank's latency-rank space that reference choice spreads over."""
+REPRESENTATIONS: dict[str, int] = {"raw": 1, "smooth": 1, "both": 2}
+"""How an architecture is represented by the bank, and how many columns per device that takes:
+``raw`` its measured log-latencies, ``smooth`` the bank's per-device models of them (the
+measurement less what the layer-wise features cannot explain: mostly timing noise), ``both``
+the two side by side."""
 
 
 def _check_name(name: object, *, key: str) -> str:
@@ -52,6 +57,15 @@ def check_latencies(values: Any, *, key: str) -> np.ndarray:
             f"({bad.size} bad value(s) in all)"
         )
     return array
+
+
+def check_representation(representation: object) -> str:
+    """``representation`` if it is one of :data:`REPRESENTATIONS`, else a ConfigError naming it."""
+    if representation not in REPRESENTATIONS:
+        raise ConfigError(
+            f"representation={representation!r} is not one of {list(REPRESENTATIONS)}"
+        )
+    return representation  # type: ignore[return-value]
 
 
 def row_keys(X: np.ndarray) -> list[bytes]:
@@ -134,6 +148,8 @@ class DeviceBank:
         object.__setattr__(self, "_models", None)
         object.__setattr__(self, "_points", None)
         object.__setattr__(self, "_features", None)
+        object.__setattr__(self, "_smooth", None)
+        object.__setattr__(self, "_choices", {})
 
     # -- construction --------------------------------------------------------------------------
     @classmethod
@@ -232,6 +248,44 @@ class DeviceBank:
             features, coef, intercept = self.bank_models()
             out[~known] = features.transform(X[~known]) @ coef + intercept
         return out
+
+    def smooth_log_latency(self) -> np.ndarray:
+        """The bank models' log-latency of every bank architecture, per device (cached)."""
+        cached = self._smooth  # type: ignore[attr-defined]
+        if cached is None:
+            _, coef, intercept = self.bank_models()
+            cached = self.features() @ coef + intercept
+            object.__setattr__(self, "_smooth", cached)
+        return cached  # type: ignore[no-any-return]
+
+    def represent(self, X: np.ndarray, representation: str) -> np.ndarray:
+        """Columns of each row under ``representation`` (:data:`REPRESENTATIONS`).
+
+        Rows outside the bank have only modelled latencies, so ``raw`` and ``smooth`` agree there.
+        """
+        check_representation(representation)
+        raw = self.log_latency(X)
+        if representation == "raw":
+            return raw
+        X = np.asarray(X, dtype=np.int64).reshape(-1, len(self.space.dims))
+        rows = self.rows(X)
+        smooth = raw.copy()
+        known = rows >= 0
+        smooth[known] = self.smooth_log_latency()[rows[known]]
+        return smooth if representation == "smooth" else np.hstack([raw, smooth])
+
+    def bank_representation(self, representation: str) -> np.ndarray:
+        """:meth:`represent` of the bank's own rows, in row order."""
+        check_representation(representation)
+        raw = np.log(self.latency)
+        if representation == "raw":
+            return raw
+        smooth = self.smooth_log_latency()
+        return smooth if representation == "smooth" else np.hstack([raw, smooth])
+
+    def choice_cache(self) -> dict[Any, Any]:
+        """Per-bank memo of target-independent choices (:func:`predictors.transfer`)."""
+        return self._choices  # type: ignore[attr-defined,no-any-return]
 
     # -- reference architectures ---------------------------------------------------------------
     def references(self, n: int, *, seed: int = 0) -> list[SubnetConfig]:

@@ -99,6 +99,7 @@ def summary(predictor: TransferPredictor) -> dict[str, Any]:
         "n_train": predictor.n_train,
         "alpha": predictor.alpha,
         "lam": predictor.lam,
+        "representation": predictor.representation,
         "device_weights": predictor.device_weights(),
         "leave_one_out": quality,
     }

@@ -1,12 +1,19 @@
 """Few-shot latency predictor for a new device, from a device bank and a handful of measurements.
 
-Method: an architecture is represented by its log-latencies on the bank's devices (measured for
-architectures in the bank, modelled by :meth:`DeviceBank.log_latency` otherwise), and the new
-device's log-latency is fitted as ``intercept + Σ_d w_d · log latency_d + F β``: **non-negative**
+Method: an architecture is represented by its log-latencies on the bank's devices, and the new
+device's log-latency is fitted as ``intercept + Σ_d w_d · z_d + F β``: **non-negative**
 weights on the bank devices (the prior that matters at 5–20 samples: a new device is slower
 where its neighbours are slower) plus, when leave-one-out says it pays, a strongly penalised
 correction ``β`` on the layer-wise one-hot features ``F`` for what no bank device explains.
 :mod:`predictors.transfer_fit` has the estimator and its model selection.
+
+``z_d`` is the *representation* (:data:`~predictors.device_bank.REPRESENTATIONS`): the measured
+log-latency, the bank's per-device model of it (``smooth``: the timing noise of a bank device
+is not the new device's, and copying it costs ranking), or both columns. Which one is chosen
+per bank and sample size, without the target, by :func:`choose_representation`: each bank
+device in turn plays the new device, is fitted from ``n`` reference architectures by the other
+devices under each candidate, and the candidate with the best mean Spearman on the rest of the
+bank wins.
 
 :meth:`DeviceBank.references` chooses which architectures to measure on the new device.
 """
@@ -18,12 +25,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from scipy.stats import spearmanr
 from threadpoolctl import threadpool_limits
 
 from nas.errors import ConfigError
 from nas.space import SearchSpace
 from predictors.consistency import check_duplicates
-from predictors.device_bank import DeviceBank, check_latencies, row_keys
+from predictors.device_bank import (
+    REPRESENTATIONS,
+    DeviceBank,
+    check_latencies,
+    check_representation,
+    row_keys,
+)
 from predictors.features import make_features
 from predictors.predictor import ConfigEncoder, ConfigLike
 from predictors.quality import QualityReport
@@ -32,6 +46,13 @@ from predictors.transfer_fit import ALPHAS, LAMBDAS, select
 MIN_TARGET_SAMPLES = 3
 """Fewest target measurements :func:`fit_transfer` accepts (leave-one-out needs three)."""
 KIND = "transfer"
+AUTO_CANDIDATES: tuple[str, ...] = ("both", "smooth")
+"""Representations :func:`choose_representation` compares (ties: the first)."""
+VALIDATION_DRAWS = 2
+"""Reference draws (seeds 0, 1) per bank device in :func:`choose_representation`."""
+MIN_RELATIVE_GAIN = 0.02
+"""Share of the ranking error (1 - Spearman) left by ``both`` that another representation must
+remove to replace it (a bank that cannot predict its own devices gives no evidence)."""
 
 
 # -- the predictor --------------------------------------------------------------------------------
@@ -48,7 +69,8 @@ class TransferPredictor:
         metric: Predicted metric (``latency_ms``).
         target: The new device.
         devices: Bank devices, in the order of ``weights``.
-        weights: Non-negative weight per bank device (on log-latency).
+        weights: Non-negative weight per bank device and representation column (on
+            log-latency): ``len(devices)`` values, or twice that for ``both`` (raw first).
         intercept: Intercept on log-latency.
         alpha: Chosen penalty on the weights.
         lam: Chosen penalty on the per-feature correction (``None``: no correction).
@@ -59,6 +81,7 @@ class TransferPredictor:
         fallback_intercept: Its intercept.
         n_train: Target measurements fitted.
         quality: Leave-one-out quality on the target measurements, if computed.
+        representation: How the bank represents an architecture (``raw``, ``smooth``, ``both``).
         space_fingerprint: Fingerprint of the space (default ``space.fingerprint()``).
     """
 
@@ -76,6 +99,7 @@ class TransferPredictor:
     fallback_intercept: float
     n_train: int
     quality: QualityReport | None = None
+    representation: str = "raw"
     space_fingerprint: str = ""
     kind: str = field(default=KIND, init=False)
 
@@ -86,6 +110,13 @@ class TransferPredictor:
             raise ConfigError(f"target={self.target!r} must be a non-empty name without '@'")
         if not self.metric or "@" in self.metric:
             raise ConfigError(f"metric={self.metric!r} must be a non-empty name without '@'")
+        blocks = REPRESENTATIONS[check_representation(self.representation)]
+        if len(self.weights) != blocks * len(self.devices):
+            raise ConfigError(
+                f"weights has {len(self.weights)} values; representation "
+                f"{self.representation!r} of {len(self.devices)} devices needs "
+                f"{blocks * len(self.devices)}"
+            )
         features = make_features(self.space, encoding="onehot").fit(self.bank_X[:2])
         n_features = features.transform(self.bank_X[:1]).shape[1]
         if len(self.fallback_coef) != n_features:
@@ -144,8 +175,9 @@ class TransferPredictor:
 
     def device_weights(self) -> dict[str, float]:
         """Bank device → weight, largest first, zeros left out (which devices it leans on)."""
-        pairs = sorted(zip(self.devices, self.weights.tolist(), strict=True), key=lambda p: -p[1])
-        tiny = 1e-9 * max(float(self.weights.max(initial=0.0)), 1.0)
+        total = np.asarray(self.weights).reshape(-1, len(self.devices)).sum(axis=0)
+        pairs = sorted(zip(self.devices, total.tolist(), strict=True), key=lambda p: -p[1])
+        tiny = 1e-9 * max(float(total.max(initial=0.0)), 1.0)
         return {d: float(w) for d, w in pairs if w > tiny}
 
 
@@ -179,6 +211,7 @@ def fit_transfer(
     lambdas: Sequence[float] = LAMBDAS,
     features: bool = True,
     quality: bool = True,
+    representation: str = "auto",
 ) -> TransferPredictor:
     """Latency predictor of device ``target`` from a few of its measurements and ``bank``.
 
@@ -194,12 +227,14 @@ def fit_transfer(
             (:data:`~predictors.transfer_fit.LAMBDAS`).
         features: Consider the per-feature correction at all.
         quality: Attach the leave-one-out :class:`QualityReport` (skip it to fit faster).
+        representation: ``auto`` (:func:`choose_representation`) or one of
+            :data:`~predictors.device_bank.REPRESENTATIONS`.
 
     Raises:
         ConfigError: naming the key: a bank of another space (``bank``), too few or bad
             measurements (``target_measurements``), configs outside the space
             (``target_measurements[i]`` and the dimension), NaN or non-positive latencies,
-            a ``target`` that is a bank device, bad ``alphas``.
+            a ``target`` that is a bank device, bad ``alphas`` or ``representation``.
 
     Example:
         >>> import search_spaces
@@ -238,6 +273,8 @@ def fit_transfer(
             raise ConfigError(
                 f"{key}={list(grid)!r} must be a non-empty list of finite values {bound}"
             )
+    if representation != "auto":
+        check_representation(representation)
     configs, values = _split_measurements(target_measurements)
     if len(configs) < MIN_TARGET_SAMPLES:
         raise ConfigError(
@@ -251,12 +288,15 @@ def fit_transfer(
     y = check_latencies(values, key="target_measurements latency_ms")
     check_duplicates(bank.space, X, y, metric=f"{bank.metric}@{target}")
     t = np.log(y)
-    Z = bank.log_latency(X)
     transformer, coef, bank_intercept = bank.bank_models()
     F = transformer.transform(X) if features else None
     with threadpool_limits(limits=1):  # hundreds of tiny solves: threads only add overhead
+        if representation == "auto":
+            representation = choose_representation(bank, len(y))
+        Z = bank.represent(X, representation)
         model, held_out = select(Z, t, F, alphas=alphas, lambdas=lambdas)
     w, intercept = model.w, model.intercept
+    total = w.reshape(-1, len(bank.devices)).sum(axis=0)  # per device, over representations
     beta = model.beta if model.beta is not None else np.zeros(coef.shape[0])
     report = None
     if quality:
@@ -273,12 +313,71 @@ def fit_transfer(
         alpha=model.alpha,
         lam=model.lam,
         bank_X=bank.X,
-        bank_log_pred=intercept + np.log(bank.latency) @ w + bank.features() @ beta,
-        fallback_coef=coef @ w + beta,
-        fallback_intercept=intercept + float(bank_intercept @ w),
+        bank_log_pred=intercept
+        + bank.bank_representation(representation) @ w
+        + bank.features() @ beta,
+        fallback_coef=coef @ total + beta,
+        fallback_intercept=intercept + float(bank_intercept @ total),
         n_train=len(y),
         quality=report,
+        representation=representation,
     )
+
+
+def choose_representation(bank: DeviceBank, n: int) -> str:
+    """The representation that transfers best within ``bank`` at ``n`` samples (module doc).
+
+    Each bank device is fitted (bank weights only, no feature correction) from
+    ``bank.reference_rows(n, seed)`` for seeds ``0..VALIDATION_DRAWS-1`` by the other devices'
+    columns, and scored by Spearman on the other bank rows. ``smooth`` is chosen only when its
+    mean gain over ``both`` (paired by device and draw) exceeds one standard error and
+    :data:`MIN_RELATIVE_GAIN` of the error ``both`` leaves; a bank of one
+    device, or too few rows to score, gets ``both`` (whose weights may still prefer either
+    column). Memoised per bank and ``n``; :func:`representation_scores` returns the scores.
+    """
+    return representation_scores(bank, n)[0]
+
+
+def representation_scores(bank: DeviceBank, n: int) -> tuple[str, dict[str, float]]:
+    """``(choice, {candidate: mean Spearman})`` behind :func:`choose_representation`."""
+    cache = bank.choice_cache()
+    key = ("representation", int(n))
+    if key in cache:
+        return cache[key]  # type: ignore[no-any-return]
+    D = len(bank.devices)
+    scores: dict[str, float] = {}
+    first = AUTO_CANDIDATES[0]
+    choice = first
+    if D >= 2 and len(bank) - n >= 3:
+        refs = [bank.reference_rows(n, seed=s) for s in range(VALIDATION_DRAWS)]
+        target = np.log(bank.latency)
+        rhos: dict[str, np.ndarray] = {}
+        for candidate in AUTO_CANDIDATES:
+            Zb = bank.bank_representation(candidate)
+            blocks = REPRESENTATIONS[candidate]
+            values = []
+            for d in range(D):
+                others = [b * D + k for b in range(blocks) for k in range(D) if k != d]
+                for rows in refs:
+                    model, _ = select(Zb[np.ix_(rows, others)], target[rows, d])
+                    rest = np.ones(len(bank), dtype=bool)
+                    rest[rows] = False
+                    pred = model.predict(Zb[rest][:, others], None)
+                    constant = np.ptp(pred) == 0  # all weights zero: no ranking at all
+                    rho = 0.0 if constant else spearmanr(pred, target[rest, d]).statistic
+                    values.append(float(rho))
+            rhos[candidate] = np.nan_to_num(np.asarray(values), nan=0.0)
+            scores[candidate] = float(rhos[candidate].mean())
+        for candidate in AUTO_CANDIDATES[1:]:
+            gain = rhos[candidate] - rhos[first]
+            material = MIN_RELATIVE_GAIN * (1.0 - scores[first])
+            if (
+                gain.mean() > max(gain.std() / np.sqrt(len(gain)), material)
+                and scores[candidate] > scores[choice]
+            ):
+                choice = candidate
+    cache[key] = (choice, scores)
+    return choice, scores
 
 
 def _error_fields(exc: ConfigError) -> dict[str, Any]:

@@ -113,6 +113,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         "n_train": predictor.n_train,
         "alpha": predictor.alpha,
         "lam": predictor.lam,
+        "representation": predictor.representation,
         "device_weights": predictor.device_weights(),
         "leave_one_out": predictor.quality.to_dict() if predictor.quality else None,
     }

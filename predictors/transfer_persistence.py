@@ -25,12 +25,15 @@ import sklearn
 from nas.errors import IncompatibleArtifactError, MissingArtifactError, UnsafeFileError
 from nas.safe_files import require
 from nas.space import SearchSpace
+from predictors.device_bank import REPRESENTATIONS
 from predictors.persistence import describe_space_difference, space_from_schema, space_schema
 from predictors.quality import QualityReport, write_json_atomic
 from predictors.transfer import KIND, TransferPredictor
 
 FORMAT = "nas-transfer-predictor"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+"""Version 1 predates representations: its weights are on the raw (measured) latencies."""
 MANIFEST_FILE = "manifest.json"
 MAX_MANIFEST_BYTES = 256 * 1024 * 1024
 """Larger manifests are refused before parsing (a bank of a million rows is ~60 MiB)."""
@@ -53,6 +56,7 @@ def save_transfer(predictor: TransferPredictor, path: str | os.PathLike[str]) ->
         "features": {"encoding": "onehot", "n_features": len(predictor.fallback_coef)},
         "model": {
             "devices": list(predictor.devices),
+            "representation": predictor.representation,
             "weights": predictor.weights.tolist(),
             "intercept": float(predictor.intercept),
             "alpha": float(predictor.alpha),
@@ -112,10 +116,10 @@ def read_transfer_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         found = manifest.get("format") if isinstance(manifest, dict) else None
         raise IncompatibleArtifactError(f"{file}: format={found!r} is not {FORMAT!r}")
-    if require(manifest, "format_version", int, file=file) != FORMAT_VERSION:
+    if require(manifest, "format_version", int, file=file) not in READABLE_VERSIONS:
         raise IncompatibleArtifactError(
             f"{file}: format_version={manifest['format_version']!r} is not one of "
-            f"[{FORMAT_VERSION}]"
+            f"{list(READABLE_VERSIONS)}"
         )
     for key, kinds in (
         ("metric", str),
@@ -158,6 +162,15 @@ def load_transfer(
     devices = require(model, "devices", list, file=file, prefix="model.")
     if not devices or not all(isinstance(d, str) and d for d in devices):
         raise IncompatibleArtifactError(f"{file}: model.devices must be non-empty device names")
+    representation = "raw"
+    if manifest["format_version"] >= 2:
+        representation = require(model, "representation", str, file=file, prefix="model.")
+        if representation not in REPRESENTATIONS:
+            raise IncompatibleArtifactError(
+                f"{file}: model.representation={representation!r} is not one of "
+                f"{list(REPRESENTATIONS)}"
+            )
+    n_weights = REPRESENTATIONS[representation] * len(devices)
     rows = require(model, "bank_rows", list, file=file, prefix="model.")
     try:
         rebuilt = space if space is not None else space_from_schema(saved)
@@ -170,7 +183,7 @@ def load_transfer(
             metric=manifest["metric"],
             target=manifest["target"],
             devices=tuple(devices),
-            weights=_vector(model, "weights", file=file, length=len(devices)),
+            weights=_vector(model, "weights", file=file, length=n_weights),
             intercept=_number(model, "intercept", file=file),
             alpha=_number(model, "alpha", file=file),
             lam=None if model.get("lam") is None else _number(model, "lam", file=file),
@@ -180,6 +193,7 @@ def load_transfer(
             fallback_intercept=_number(model, "fallback_intercept", file=file),
             n_train=int(_number(model, "n_train", file=file)),
             quality=QualityReport.from_dict(quality) if quality is not None else None,
+            representation=representation,
             space_fingerprint=str(saved["fingerprint"]),
         )
     except IncompatibleArtifactError:

@@ -17,7 +17,7 @@ from predictors import transfer_cli
 from predictors.device_bank import DeviceBank
 from predictors.models import make_predictor
 from predictors.predictor import InvalidConfigError
-from predictors.transfer import fit_transfer
+from predictors.transfer import choose_representation, fit_transfer, representation_scores
 from predictors.transfer_fit import combine, select
 from predictors.transfer_persistence import MANIFEST_FILE, load_transfer, save_transfer
 
@@ -149,6 +149,45 @@ def test_references_refuse_a_bad_count() -> None:
             bank.reference_rows(n)  # type: ignore[arg-type]
 
 
+# -- representations: measured or smoothed bank latencies --------------------------------------
+def _noisy_bank(seed: int = 0) -> tuple[DeviceBank, np.ndarray, np.ndarray]:
+    """Five additive devices timed with 25 % independent noise, and a new device (exact)."""
+    space, configs, X = _small_fbnet()
+    rng = np.random.default_rng(seed)
+    clean = [_additive(X, seed + i) for i in range(6)]
+    noisy = {f"dev{i}": clean[i] * rng.uniform(0.75, 1.25, len(X)) for i in range(5)}
+    return DeviceBank.from_configs(space, configs, noisy), X, 0.5 * clean[1] + 0.5 * clean[5]
+
+
+def test_a_noisy_bank_is_represented_by_its_smooth_models() -> None:
+    bank, X, y = _noisy_bank()
+    choice, scores = representation_scores(bank, 10)
+    assert choice == "smooth" and scores["smooth"] > scores["both"]
+    rows = bank.reference_rows(10, seed=0)
+    pairs = [(bank.configs()[i], y[i]) for i in rows]
+    rest = np.setdiff1d(np.arange(len(X)), rows)
+    rho = {}
+    for representation in ("auto", "raw"):
+        model = fit_transfer(bank, pairs, target="new", representation=representation)
+        rho[representation] = spearmanr(model.predict_encoded(X[rest]), y[rest]).statistic
+    assert model.representation == "raw"
+    assert rho["auto"] > rho["raw"] + 0.02  # the bank's timing noise is not copied
+
+
+def test_an_exact_bank_keeps_its_measurements_and_one_device_banks_fit() -> None:
+    bank, X = _bank()
+    assert choose_representation(bank, 5) == "both"
+    single = bank.without("dev0", "dev2", "bumpy")
+    y = 3.0 * single.latency[:, 0]
+    rows = single.reference_rows(6, seed=0)
+    model = fit_transfer(single, [(single.configs()[i], y[i]) for i in rows], target="x")
+    assert model.representation == "both" and len(model.weights) == 2
+    np.testing.assert_allclose(model.predict_encoded(X), y, rtol=1e-6)
+    with pytest.raises(ConfigError, match=r"representation='denoised' is not one of"):
+        fit_transfer(single, [(single.configs()[i], y[i]) for i in rows], target="x",
+                     representation="denoised")  # fmt: skip
+
+
 # -- save / load ----------------------------------------------------------------------------------
 def test_save_and_load_round_trip_is_json_only(tmp_path: Path) -> None:
     bank, X = _bank()
@@ -162,6 +201,28 @@ def test_save_and_load_round_trip_is_json_only(tmp_path: Path) -> None:
     np.testing.assert_allclose(loaded.predict_encoded(X), model.predict_encoded(X))
     assert loaded.name == model.name and loaded.device_weights() == model.device_weights()
     assert loaded.quality == model.quality
+    assert loaded.representation == model.representation
+
+
+def test_a_version_1_manifest_loads_with_raw_weights(tmp_path: Path) -> None:
+    bank, X = _bank()
+    y = bank.latency[:, 2] * 2
+    rows = bank.reference_rows(10, seed=0)
+    pairs = [(bank.configs()[i], y[i]) for i in rows]
+    model = fit_transfer(bank, pairs, target="old", representation="raw")
+    directory = save_transfer(model, tmp_path / "p")
+    manifest = json.loads((directory / MANIFEST_FILE).read_text())
+    manifest["format_version"] = 1
+    del manifest["model"]["representation"]
+    (directory / MANIFEST_FILE).write_text(json.dumps(manifest))
+    loaded = load_transfer(directory)
+    assert loaded.representation == "raw"
+    np.testing.assert_allclose(loaded.predict_encoded(X), model.predict_encoded(X))
+    manifest["format_version"] = 2
+    manifest["model"]["representation"] = "blurred"
+    (directory / MANIFEST_FILE).write_text(json.dumps(manifest))
+    with pytest.raises(IncompatibleArtifactError, match=r"model\.representation='blurred'"):
+        load_transfer(directory)
 
 
 def test_load_refuses_another_space_a_file_and_a_damaged_manifest(tmp_path: Path) -> None:
