@@ -38,6 +38,7 @@ _LAZY = {
     "run_search": "nas.search.base",
     "measure_front": "nas.search.predicted",
     "OptunaSearcher": "nas.search.optuna_search",
+    "PortfolioSearcher": "nas.search.portfolio_search",
     "PymooSearcher": "nas.search.pymoo_search",
     "RandomSearcher": "nas.search.random_search",
     "SurrogateSearcher": "nas.search.surrogate_search",
@@ -94,6 +95,7 @@ REGISTRY: dict[str, SearcherEntry] = {
     "optuna-nsga2": SearcherEntry("OptunaSearcher", {"algorithm": "nsga2"}),
     "optuna-tpe": SearcherEntry("OptunaSearcher", {"algorithm": "tpe"}),
     "optuna-gp": SearcherEntry("OptunaSearcher", {"algorithm": "gp"}),
+    "portfolio": SearcherEntry("PortfolioSearcher"),
     "surrogate": SearcherEntry("SurrogateSearcher"),
     "random": SearcherEntry("RandomSearcher"),
 }
@@ -175,6 +177,7 @@ __all__ = [
     "MetricEvaluator",
     "Objective",
     "OptunaSearcher",
+    "PortfolioSearcher",
     "PymooSearcher",
     "RandomSearcher",
     "ResultStore",
