@@ -359,7 +359,12 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser.add_argument(
         "--resume", action="store_true", help="keep the (method, problem) pairs already in --out"
     )
+    parser.add_argument("--report", default=None, help="only print the report of this CSV")
     args = parser.parse_args(argv)
+    if args.report:
+        frame = pd.read_csv(args.report)
+        report(frame)
+        return frame
     if os.environ.get("PYTHONHASHSEED") != "0":  # DyNAS-T orders its objectives through a set
         os.environ["PYTHONHASHSEED"] = "0"
         os.execv(sys.executable, [sys.executable, "-m", "benchmarks.search_suite", *sys.argv[1:]])
@@ -432,6 +437,10 @@ def report(frame: pd.DataFrame) -> None:
     )
     print("HV(found) / HV(true) in %, mean ± sd (seeds)")
     print(cell.unstack("budget").to_string())
+    compact = (100 * stats["mean"]).unstack("method")
+    for budget in (100, 300, 500):
+        print(f"\nMean HV ratio in % at {budget} evaluations (problem × method)")
+        print(compact.xs(budget, level="budget").to_string(float_format="{:.2f}".format))
     at500 = frame[frame.budget == frame.groupby(["problem", "method"])["budget"].transform("max")]
     for target in TARGETS:
         col = f"evals_to_{target}"
