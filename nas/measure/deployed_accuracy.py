@@ -3,7 +3,8 @@
 The supernet scores a subnet with fake quantization at its per-layer bits; a target deploys a
 different model: ``fp32`` runtimes run the float weights without fake quantization, ``int8``
 ones run real int8 kernels (torch FX or dynamic linear, ONNX Runtime QDQ) calibrated on the
-calibration split, ``w4`` runs ONNX Runtime's 4-bit ``MatMulNBits`` linear layers.
+calibration split, ``w4`` runs ONNX Runtime's 4-bit ``MatMulNBits`` linear layers, ``mixed``
+each layer on the kernel of its block's bits (:mod:`nas.measure.mixed_precision`).
 Both can change predictions, so each exported subnet reports ``top1_test@<target>`` beside the
 supernet's ``top1_test``.
 """
@@ -18,6 +19,7 @@ from torch import Tensor, nn
 
 from nas.measure.int8 import quantize_torch_int8, quantized_engine
 from nas.measure.latency import _ort_session, deployable
+from nas.measure.mixed_precision import layer_bits
 from nas.measure.targets import HardwareTarget
 
 
@@ -38,6 +40,7 @@ def deployed_top1(
     overlap ``x``.
     """
     target.require_kernels()
+    bits = layer_bits(module) if target.precision == "mixed" else None
     model = deployable(module)
     chunks = list(calib_x.split(max(1, len(calib_x) // calibration_batches)))[:calibration_batches]
     correct = 0
@@ -55,7 +58,7 @@ def deployed_top1(
 
     with tempfile.TemporaryDirectory(prefix="nas-accuracy-") as tmp:
         calibration = [c.numpy() for c in chunks]
-        path = onnx_for_target(model, (1, *x.shape[1:]), target, tmp, calibration)
+        path = onnx_for_target(model, (1, *x.shape[1:]), target, tmp, calibration, bits)
         session = _ort_session(path, max(1, target.threads))
         for xs, ys in zip(x.split(batch_size), y.split(batch_size), strict=True):
             logits = session.run(None, {"input": xs.numpy()})[0]  # type: ignore[attr-defined]

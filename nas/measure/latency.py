@@ -9,9 +9,10 @@ Protocol (also in ``benchmarks/README_measure.md``):
    on the x86 backend, FX static quantization for convolutional networks and dynamic int8
    ``nn.Linear`` for linear-dominated ones (:func:`nas.measure.int8.torch_int8_scheme`); ONNX
    Runtime (CPU provider, full graph optimisation) on the exported ONNX graph, int8 as a static
-   QDQ model, ``w4`` with every linear layer as a 4-bit ``MatMulNBits``
-   (:mod:`nas.measure.onnx_deploy`). A target whose kernels the installed runtime lacks is
-   refused before anything is compiled.
+   QDQ model, ``w4`` with every linear layer as a 4-bit ``MatMulNBits``, ``mixed`` with each
+   layer at its block's bits, read before fake quantization is removed
+   (:mod:`nas.measure.mixed_precision`; all in :mod:`nas.measure.onnx_deploy`). A target whose
+   kernels the installed runtime lacks is refused before anything is compiled.
 3. Threads are pinned for the whole measurement: ``torch.set_num_threads(target.threads)``
    (restored afterwards) or ``intra_op_num_threads=target.threads, inter_op_num_threads=1``.
 4. ``warmup`` untimed runs, then ``repeats`` runs each timed with ``time.perf_counter_ns`` on a
@@ -38,6 +39,7 @@ from torch import nn
 
 from nas.errors import ConfigError
 from nas.measure.int8 import quantize_torch_int8, quantized_engine
+from nas.measure.mixed_precision import layer_bits
 from nas.measure.targets import HardwareTarget
 from nas.static import FakeQuantize
 
@@ -206,6 +208,7 @@ def deployed(
         rng.standard_normal(input_shape, dtype=np.float32)
         for _ in range(protocol.calibration_batches)
     ]
+    bits = layer_bits(module) if target.precision == "mixed" else None
     model = deployable(module)
     if target.runtime == "torch":
         xt = torch.from_numpy(x)
@@ -220,7 +223,7 @@ def deployed(
     from nas.measure.onnx_deploy import onnx_for_target
 
     with tempfile.TemporaryDirectory(prefix="nas-latency-") as tmp:
-        path = onnx_for_target(model, tuple(input_shape), target, tmp, calibration)
+        path = onnx_for_target(model, tuple(input_shape), target, tmp, calibration, bits)
         session = _ort_session(path, target.threads)
         feeds = {"input": x}
         yield lambda: session.run(None, feeds)  # type: ignore[attr-defined]

@@ -7,18 +7,21 @@ One function, used by latency (:mod:`nas.measure.latency`) and deployed accuracy
 * ``int8``: static QDQ int8 (:func:`nas.measure.int8.quantize_onnx_int8`), calibrated on the
   given batches;
 * ``w4``: every linear layer as 4-bit ``MatMulNBits``
-  (:func:`nas.measure.weight_only.quantize_onnx_w4`), no calibration.
+  (:func:`nas.measure.weight_only.quantize_onnx_w4`), no calibration;
+* ``mixed``: each layer at its block's bits (:func:`nas.measure.mixed_precision.onnx_mixed`):
+  ``MatMulNBits`` at <= 4 bits, QDQ int8 at 5-8 (calibrated), float at 32.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 from torch import nn
 
 from nas.measure.int8 import quantize_onnx_int8
+from nas.measure.mixed_precision import onnx_mixed
 from nas.measure.targets import HardwareTarget
 from nas.measure.weight_only import quantize_onnx_w4
 from nas.onnx_export import export_module_onnx
@@ -30,6 +33,7 @@ def onnx_for_target(
     target: HardwareTarget,
     directory: str | Path,
     calibration: Sequence[np.ndarray],
+    bits: Mapping[str, int] | None = None,
 ) -> Path:
     """Export ``model`` (deployable, eval mode) into ``directory`` at ``target``'s precision.
 
@@ -39,6 +43,9 @@ def onnx_for_target(
         target: An ``onnxruntime`` target.
         directory: Where the files go (the caller owns and removes it).
         calibration: Input batches for int8 activation ranges (unused by fp32 and w4).
+        bits: For ``mixed``: each layer's bits by module name,
+            :func:`~nas.measure.mixed_precision.layer_bits` of the module *before* its fake
+            quantization was stripped (``model`` no longer carries them).
 
     Returns:
         The path of the ONNX file to run.
@@ -52,6 +59,10 @@ def onnx_for_target(
         return quantize_onnx_int8(path, directory / "model.int8.onnx", calibration)
     if target.precision == "w4":
         return quantize_onnx_w4(path, directory / "model.w4.onnx")
+    if target.precision == "mixed":
+        if bits is None:
+            raise ValueError(f"target {target.name!r} (precision 'mixed') needs the layers' bits")
+        return onnx_mixed(model, path, directory / "model.mixed.onnx", bits, calibration)
     return path
 
 

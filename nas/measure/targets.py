@@ -1,15 +1,17 @@
 """Hardware targets: where and how a subnet is measured, validated at construction.
 
 A :class:`HardwareTarget` names a runtime (``torch`` or ``onnxruntime``), a precision (``fp32``,
-``int8``, or ``w4``: 4-bit weight-only linear layers, ONNX Runtime only), the threads and batch
+``int8``, ``w4``: 4-bit weight-only linear layers, or ``mixed``: each layer at its block's bits;
+the last two ONNX Runtime only), the threads and batch
 size to time with, an optional input resolution, and an optional Ray node resource. The resource
 is how other machines are reached: a target with ``resource="rpi4"`` only runs on a Ray node
 started with ``--resources '{"rpi4": 1}'`` (the execution layer checks that such a node exists
 before any work starts).
 
-A precision's kernels may be missing from the installed runtime (``w4`` needs ONNX Runtime's
-``MatMulNBits``): :meth:`HardwareTarget.require_kernels` refuses such a target with one line, and
-:meth:`TargetRegistry.get` (hence spec validation) calls it, so the refusal comes before any work.
+A precision's kernels may be missing from the installed runtime (``w4`` and ``mixed`` need ONNX
+Runtime's ``MatMulNBits``): :meth:`HardwareTarget.require_kernels` refuses such a target with one
+line, and :meth:`TargetRegistry.get` (hence spec validation) calls it, so the refusal comes
+before any work.
 
 Targets live in an explicit :class:`TargetRegistry` value (no module-level mutable state):
 :func:`default_registry` holds the built-in targets for this CPU, and
@@ -28,12 +30,12 @@ from nas.errors import ConfigError, format_choice_error
 from nas.spec_fields import check_fields, spec_field
 
 Runtime = Literal["torch", "onnxruntime"]
-Precision = Literal["fp32", "int8", "w4"]
+Precision = Literal["fp32", "int8", "w4", "mixed"]
 RUNTIMES: tuple[str, ...] = ("torch", "onnxruntime")
-PRECISIONS: tuple[str, ...] = ("fp32", "int8", "w4")
+PRECISIONS: tuple[str, ...] = ("fp32", "int8", "w4", "mixed")
 RUNTIME_PRECISIONS: Mapping[str, tuple[str, ...]] = {
     "torch": ("fp32", "int8"),
-    "onnxruntime": ("fp32", "int8", "w4"),
+    "onnxruntime": ("fp32", "int8", "w4", "mixed"),
 }
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
 
@@ -48,7 +50,10 @@ class HardwareTarget:
         precision: ``"fp32"``; ``"int8"`` for real int8 kernels (ONNX Runtime QDQ, or torch's
             x86 quantized backend); ``"w4"`` (runtime ``onnxruntime`` only) for 4-bit
             weight-only linear layers run by ONNX Runtime's ``MatMulNBits`` (other layers stay
-            float); never fake-quantized float timing.
+            float); ``"mixed"`` (runtime ``onnxruntime`` only) for each layer at the bits its
+            block has in the config (:mod:`nas.measure.mixed_precision`: <= 4 bits on 4-bit
+            ``MatMulNBits``, 5-8 on int8 kernels, 32 in float); never fake-quantized float
+            timing.
         threads: Intra-op threads the runtime is pinned to while timing.
         batch_size: Images per timed inference.
         resolution: Input side length; ``None`` uses the search space's design resolution.
@@ -66,7 +71,8 @@ class HardwareTarget:
     precision: Precision = spec_field(
         "fp32",
         doc="fp32; int8 with real int8 kernels; w4: 4-bit weight-only linear layers "
-        "(MatMulNBits, runtime onnxruntime only)",
+        "(MatMulNBits); mixed: each layer at its block's bits (<= 4: MatMulNBits, 5-8: int8, "
+        "32: fp32); w4 and mixed need runtime onnxruntime",
     )
     threads: int = spec_field(1, low=1, high=1024, doc="intra-op threads while timing")
     batch_size: int = spec_field(1, low=1, high=65_536, doc="images per timed inference")
@@ -97,13 +103,13 @@ class HardwareTarget:
     def require_kernels(self) -> None:
         """Raise one ConfigError line when the installed runtime lacks this precision's kernels.
 
-        Only ``w4`` can be missing (ONNX Runtime's ``MatMulNBits``); the check builds a one-node
-        session once per process.
+        Only ``w4`` and ``mixed`` can be missing (ONNX Runtime's ``MatMulNBits``); the check
+        builds a one-node session once per process.
         """
-        if self.precision == "w4":
+        if self.precision in ("w4", "mixed"):
             from nas.measure.weight_only import require_w4_kernels
 
-            require_w4_kernels(needed_by=f"target {self.name!r} (precision 'w4')")
+            require_w4_kernels(needed_by=f"target {self.name!r} (precision {self.precision!r})")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, object]) -> HardwareTarget:
@@ -135,8 +141,8 @@ class HardwareTarget:
 def builtin_targets() -> tuple[HardwareTarget, ...]:
     """Targets for the machine running the measurement, one thread each (stable timings).
 
-    ``ort_w4`` is listed whatever ONNX Runtime is installed; looking it up
-    (:meth:`TargetRegistry.get`) refuses it when ``MatMulNBits`` is missing.
+    ``ort_w4`` and ``ort_mixed`` are listed whatever ONNX Runtime is installed; looking them up
+    (:meth:`TargetRegistry.get`) refuses them when ``MatMulNBits`` is missing.
     """
     return (
         HardwareTarget("cpu_fp32", runtime="torch", precision="fp32"),
@@ -144,6 +150,7 @@ def builtin_targets() -> tuple[HardwareTarget, ...]:
         HardwareTarget("ort_fp32", runtime="onnxruntime", precision="fp32"),
         HardwareTarget("ort_int8", runtime="onnxruntime", precision="int8"),
         HardwareTarget("ort_w4", runtime="onnxruntime", precision="w4"),
+        HardwareTarget("ort_mixed", runtime="onnxruntime", precision="mixed"),
     )
 
 
