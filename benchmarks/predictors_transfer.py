@@ -116,9 +116,17 @@ def run_space(name: str, sizes: tuple[int, ...], draws: int, devices: int | None
                     model = fit_transfer(
                         bank, [(configs[i], y[i]) for i in train], target=device, quality=False
                     )
+                    representation = model.representation  # one per bank and n
                     scores[how].add(y[test], model.predict_encoded(full.X[test]))
                     scores[f"ridge_{how}"].add(y[test], _ridge(F, y, train)[test])
-            row = {"space": name, "device": device, "n": n, "proxy": proxy_rho, "best900": best}
+            row = {
+                "space": name,
+                "device": device,
+                "n": n,
+                "proxy": proxy_rho,
+                "best900": best,
+                "representation": representation,
+            }
             for key, s in scores.items():
                 row[f"{key}_rho"] = float(np.mean(s.rho))
                 row[f"{key}_rho_sd"] = float(np.std(s.rho))
@@ -144,7 +152,7 @@ def _device_table(rows: list[dict]) -> str:
             f"  {_pm(r['random_rho'], r['random_rho_sd']):>12}"
             f"  {_pm(r['ridge_refs_rho'], r['ridge_refs_rho_sd']):>12}"
             f"  {_pm(r['ridge_random_rho'], r['ridge_random_rho_sd']):>12}"
-            f"  {r['proxy']:>6.3f}  {r['best900']:>8.3f}"
+            f"  {r['proxy']:>6.3f}  {r['best900']:>8.3f}  {r['representation']}"
         )
     return "\n".join(lines)
 
@@ -152,7 +160,7 @@ def _device_table(rows: list[dict]) -> str:
 HEADER = (
     f"{'space':<15}{'device':<16}{'n':>4}  {'transfer ρ':>12} {'transfer τ':>12}  "
     f"{'random ρ':>12}  {'ridge(refs)ρ':>12}  {'ridge(rand)ρ':>12}  {'proxyρ':>6}  "
-    f"{'best@900':>8}"
+    f"{'best@900':>8}  representation"
 )
 
 
@@ -190,6 +198,13 @@ def summary(rows: list[dict]) -> str:
     ]
     lines.append(f"transfer ρ below per-device ridge ρ (same n): {len(worse)} of {len(rows)} rows")
     lines += [f"  {w}" for w in worse]
+    lines.append("")
+    lines.append("representation chosen (left-out devices per choice):")
+    for space in dict.fromkeys(r["space"] for r in rows):
+        for n in sorted({r["n"] for r in rows if r["space"] == space}):
+            chosen = [r["representation"] for r in rows if r["space"] == space and r["n"] == n]
+            counts = ", ".join(f"{c} {chosen.count(c)}" for c in sorted(set(chosen)))
+            lines.append(f"  {space} n={n}: {counts}")
     lines.append("")
     for space, goal in GOALS.items():
         sub = [r for r in rows if r["space"] == space and r["n"] == 10]
