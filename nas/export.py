@@ -262,7 +262,8 @@ class RawPixelModel(nn.Module):
         super().__init__()
         self.model = model
         # a subnet of an elastic-resolution space sees images resized to its own side
-        self.side = side if side is not None and side != int(preprocessing["size"]) else None
+        size = preprocessing.get("size")
+        self.side = side if side is not None and side != size else None
         mean = torch.tensor([float(v) for v in preprocessing["mean"]]).view(1, -1, 1, 1)
         std = torch.tensor([float(v) for v in preprocessing["std"]]).view(1, -1, 1, 1)
         self.register_buffer("mean", mean)
@@ -301,15 +302,12 @@ def export_subnet(
     state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
     weights = safetensors.torch.save(state, metadata={"format": "nas-subnet"})
     write_bytes_atomic(out / WEIGHTS_NAME, weights)
-    if onnx:
-        from nas.onnx_export import export_module_onnx
-
     space = supernet.space
     subnet_shape = supernet.input_shape(1, config)
     side = subnet_shape[-1] if has_resolution(space) else None
     input_shape = subnet_shape
-    if preprocessing is not None:
-        size = int(preprocessing["size"])
+    if preprocessing is not None and preprocessing.get("size") is not None:
+        size = int(preprocessing["size"])  # the raw images' side: the graph resizes them
         input_shape = (1, subnet_shape[1], size, size)
     if onnx:
         from nas.onnx_export import export_module_onnx
