@@ -144,7 +144,13 @@ def _cmd_best(args: argparse.Namespace) -> int:
 def _cmd_serve(args: argparse.Namespace) -> int:
     from predictors.commands import serve
 
-    serve(args.predictors, host=args.host, port=args.port)
+    serve(
+        args.predictors,
+        host=args.host,
+        port=args.port,
+        bank=args.bank,
+        devices_dir=args.devices_dir,
+    )
     return 0
 
 
@@ -251,6 +257,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--predictors", required=True)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
+    p.add_argument(
+        "--bank", default=None, help="device bank CSV that POST /devices fits new devices from"
+    )
+    p.add_argument(
+        "--devices-dir", default=None, help="folder that keeps added devices across restarts"
+    )
     p.set_defaults(func=_cmd_serve)
 
     p = sub.add_parser("space", help="a search space's dimensions, values, smallest/largest")
