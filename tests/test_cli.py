@@ -171,3 +171,11 @@ def test_entry_point_exit_status(tmp_path: Path) -> None:
     assert "train.optimizer='adam'" in result.stderr and "adamw" in result.stderr
     assert "Traceback" not in result.stderr
     assert not out.exists()
+
+
+def test_serve_takes_a_bank_and_a_devices_dir(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(["serve", "--help"])
+    assert done.value.code == 0
+    text = capsys.readouterr().out
+    assert "--bank" in text and "--devices-dir" in text
