@@ -73,6 +73,8 @@ class Settings:
     rounds: int
     seed: int
     out: Path
+    kernels: bool
+    constraints: tuple[str, ...]
 
 
 def parse_args(argv: Sequence[str] | None = None) -> Settings:
@@ -85,8 +87,28 @@ def parse_args(argv: Sequence[str] | None = None) -> Settings:
     p.add_argument("--rounds", type=int, default=4, help="interleaved re-measurement rounds")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("benchmarks/out/simq_vit.json"))
+    p.add_argument(
+        "--kernels", action="store_true", help="only time the largest subnet's bit patterns"
+    )
+    p.add_argument(
+        "--constraint",
+        action="append",
+        default=[],
+        help="search constraint, e.g. 'top1 >= 81.5' (validation top-1); repeatable",
+    )
     a = p.parse_args(argv)
-    return Settings(a.run, a.budget, a.pop_size, a.searcher, a.batch, a.rounds, a.seed, a.out)
+    return Settings(
+        a.run,
+        a.budget,
+        a.pop_size,
+        a.searcher,
+        a.batch,
+        a.rounds,
+        a.seed,
+        a.out,
+        a.kernels,
+        tuple(a.constraint),
+    )
 
 
 def targets(batch: int) -> tuple[HardwareTarget, HardwareTarget]:
@@ -142,7 +164,7 @@ def search(
     """Run the searcher on measured values; the feasible non-dominated configs and all rows."""
     key = f"latency_ms@{target.name}"
     problem = SearchProblem.from_strings(
-        run.space, ["top1:max", f"{key}:min", "model_size_bytes:min"]
+        run.space, ["top1:max", f"{key}:min", "model_size_bytes:min"], settings.constraints
     )
     searcher = make_searcher(
         settings.searcher, problem, seed=settings.seed, options={"pop_size": settings.pop_size}
@@ -203,11 +225,52 @@ def describe(run: Run, config: SubnetConfig) -> str:
     return f"e{config['embed_dim']} d{depth} h{per['heads']} r{per['mlp_ratio']} b{per['bits']}"
 
 
+KERNEL_PATTERNS: dict[str, tuple[int, ...]] = {
+    "all 4": (4, 4, 4, 4),
+    "all 8": (8, 8, 8, 8),
+    "all 32": (32, 32, 32, 32),
+    "4,8,32,32": (4, 8, 32, 32),
+}
+
+
+def kernel_table(settings: Settings, run: Run, supernet: Supernet) -> pd.DataFrame:
+    """The largest architecture's bit patterns on ``mixed`` vs the uniform precisions."""
+    largest = run.space.largest()
+    rows = []
+    for batch in (1, settings.batch):
+        mixed, int8 = targets(batch)
+        uniform = {
+            p: HardwareTarget(
+                f"ort_{p}_b{batch}", runtime="onnxruntime", precision=p, batch_size=batch
+            )
+            for p in ("fp32", "w4")
+        }
+        modules: dict[str, tuple[torch.nn.Module, HardwareTarget]] = {}
+        for label, bits in KERNEL_PATTERNS.items():
+            config = largest.replace(**{f"l{i}.bits": b for i, b in enumerate(bits)})
+            modules[f"mixed {label}"] = (supernet.export(run.space.validate(config)), mixed)
+        full = supernet.export(largest).eval()
+        modules["int8 (whole graph)"] = (full, int8)
+        modules["fp32"] = (full, uniform["fp32"])
+        modules["w4 (every linear)"] = (full, uniform["w4"])
+        latency = remeasure(modules, input_shape(run, mixed), settings.rounds)
+        for name, values in latency.items():
+            rows.append({"batch": batch, "model": name, **values})
+    return pd.DataFrame(rows)
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     settings = parse_args(argv)
     torch.set_num_threads(1)
     started = time.time()
     run = load_run(settings.run)
+    if settings.kernels:
+        supernet, _ = load_supernet(run.checkpoint, space=run.space)
+        frame = kernel_table(settings, run, supernet.eval())
+        print(markdown(frame, digits=3))
+        settings.out.parent.mkdir(parents=True, exist_ok=True)
+        settings.out.write_text(json.dumps(frame.to_dict(orient="records"), indent=1))
+        return {"kernels": frame.to_dict(orient="records")}
     data = load_fashion(int(run.spec["seed"]), split_sizes(run.spec))
     supernet, _ = load_supernet(run.checkpoint, space=run.space)
     supernet.eval()
