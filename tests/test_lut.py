@@ -135,3 +135,15 @@ def test_larger_configs_predict_slower_on_mobilenet() -> None:
         net, default_registry().get("ort_fp32"), configs=[small, large], protocol=FAST
     )
     assert table.predict(space, large) > 1.5 * table.predict(space, small)
+
+
+def test_tables_refuse_targets_that_mix_bit_widths() -> None:
+    import search_spaces
+    from nas.errors import ConfigError
+    from nas.measure.lut import layer_keys
+    from nas.measure.targets import default_registry
+
+    space = search_spaces.get("tiny_cnn")
+    for name in ("ort_w4", "ort_mixed"):
+        with pytest.raises(ConfigError, match=r"target\.precision='(w4|mixed)': latency tables"):
+            layer_keys(space, space.largest(), default_registry().get(name))

@@ -61,8 +61,20 @@ class LayerKey:
         return dataclasses.asdict(self)
 
 
+LUT_PRECISIONS: tuple[str, ...] = ("fp32", "int8")
+
+
 def executed_bits(target: HardwareTarget) -> int:
-    """Bit-width the target's kernels compute in."""
+    """Bit-width the target's kernels compute in (one for the whole network).
+
+    ``w4`` and ``mixed`` targets run layers at different bit-widths, which a table keyed by one
+    bit-width per target cannot express; they are refused rather than timed as float.
+    """
+    if target.precision not in LUT_PRECISIONS:
+        raise ConfigError(
+            f"target.precision={target.precision!r}: latency tables support "
+            f"{list(LUT_PRECISIONS)}; measure {target.name!r} on whole subnets instead"
+        )
     return 8 if target.precision == "int8" else 32
 
 

@@ -10,7 +10,7 @@ import pytest
 import search_spaces
 from nas.errors import ConfigError
 from nas.subnet import SubnetConfig
-from tests.conftest import build_space
+from tests.conftest import SUPERNET_CASES, build_space
 
 SPACES = search_spaces.names()
 
@@ -121,11 +121,16 @@ def test_registry_rejects_unknown_space_naming_the_allowed() -> None:
         assert name in str(info.value)
 
 
-@pytest.mark.parametrize("name", search_spaces.SUPERNET_SPACES)
-def test_supernet_spaces_expose_depth_width_kernel_and_bits(name: str) -> None:
+@pytest.mark.parametrize("name", SUPERNET_CASES)
+def test_supernet_spaces_expose_depth_width_and_bits_of_known_kinds(name: str) -> None:
+    """Every supernet space is elastic in depth, width and bits, and progressive shrinking
+    knows the kind of each of its dimensions (the input resolution is elastic throughout)."""
+    from nas.training.sampling import dimension_kind
+
     space = build_space(name)
-    suffixes = {n.rsplit(".", 1)[-1] for n in space.names}
-    assert {"depth", "width", "kernel", "expand", "bits"} <= suffixes
+    assert {"depth", "width", "bits"} <= {dimension_kind(n) for n in space.names}
+    unknown = [n for n in space.names if dimension_kind(n) is None and n != "resolution"]
+    assert not unknown
 
 
 def test_canonical_drops_skipped_blocks() -> None:
