@@ -20,15 +20,18 @@ from nas.subnet import SubnetConfig
 from nas.supernet import Supernet
 
 
-def _median_ms(fn, repeats: int, warmup: int) -> float:  # type: ignore[no-untyped-def]
+def _paired_median_ms(first, second, repeats: int, warmup: int) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+    """Median ms of each, timed alternately so both see the same machine load."""
     for _ in range(warmup):
-        fn()
-    times = []
+        first()
+        second()
+    times: tuple[list[float], list[float]] = ([], [])
     for _ in range(repeats):
-        start = time.perf_counter_ns()
-        fn()
-        times.append((time.perf_counter_ns() - start) / 1e6)
-    return statistics.median(times)
+        for fn, out in ((first, times[0]), (second, times[1])):
+            start = time.perf_counter_ns()
+            fn()
+            out.append((time.perf_counter_ns() - start) / 1e6)
+    return statistics.median(times[0]), statistics.median(times[1])
 
 
 def _mid(space: SearchSpace) -> SubnetConfig:
@@ -77,8 +80,12 @@ def main() -> None:
             for batch in batches:
                 x = torch.randn(batch, *net.input_shape()[1:])
                 with torch.inference_mode():
-                    t_super = _median_ms(lambda: net(x, cfg), args.repeats, 5)  # noqa: B023
-                    t_static = _median_ms(lambda: static(x), args.repeats, 5)  # noqa: B023
+                    t_super, t_static = _paired_median_ms(
+                        lambda: net(x, cfg),  # noqa: B023
+                        lambda: static(x),  # noqa: B023
+                        args.repeats,
+                        5,
+                    )
                 rows.append((name, label, batch, t_super, t_static, t_super / t_static))
     print(f"threads={args.threads} repeats={args.repeats} (median ms)")
     header = f"{'space':15} {'config':13} {'batch':>5} {'supernet':>9} {'static':>9} {'ratio':>6}"
@@ -89,6 +96,9 @@ def main() -> None:
     for name in chosen:
         ratios = np.array([r[-1] for r in rows if r[0] == name])
         print(f"{name}: geometric mean ratio {float(np.exp(np.log(ratios).mean())):.2f}")
+        for batch in CASES[name][1]:
+            at = np.array([r[-1] for r in rows if r[0] == name and r[2] == batch])
+            print(f"  batch {batch}: geometric mean ratio {float(np.exp(np.log(at).mean())):.2f}")
     ratios = np.array([r[-1] for r in rows])
     print(f"all: geometric mean ratio {float(np.exp(np.log(ratios).mean())):.2f}")
 
