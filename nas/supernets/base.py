@@ -10,6 +10,7 @@ The active shape always travels as an argument: no module holds a hidden "active
 from __future__ import annotations
 
 from abc import abstractmethod
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -39,6 +40,7 @@ class Supernet(nn.Module):
     """
 
     uses_batchnorm: ClassVar[bool] = True
+    plan_cache_size: ClassVar[int] = 4096
 
     def __new__(cls, space: SearchSpace | None = None, *args: Any, **kwargs: Any) -> Supernet:
         # ``space`` is None when pickle or copy rebuild an instance of a concrete subclass
@@ -54,6 +56,21 @@ class Supernet(nn.Module):
         super().__init__()
         self.space = space
         self.arch: Any = space.metadata["arch"]
+        self._plans: OrderedDict[SubnetConfig, Any] = OrderedDict()
+
+    @abstractmethod
+    def make_plan(self, config: SubnetConfig) -> Any:
+        """Validate ``config`` and resolve the concrete shapes of its layers."""
+
+    def plan(self, config: SubnetConfig) -> Any:
+        """:meth:`make_plan`, memoised (validation is not free and runs on every forward)."""
+        plan = self._plans.get(config)
+        if plan is None:
+            plan = self.make_plan(config)
+            self._plans[config] = plan
+            if len(self._plans) > self.plan_cache_size:
+                self._plans.popitem(last=False)
+        return plan
 
     @abstractmethod
     def forward(self, x: Tensor, config: SubnetConfig) -> Tensor:

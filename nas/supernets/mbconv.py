@@ -8,7 +8,6 @@ static :class:`~nas.static.Subnet` made of plain torch layers with the sliced, t
 from __future__ import annotations
 
 import copy
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import torch
@@ -26,8 +25,6 @@ from nas.space import SearchSpace
 from nas.static import MBConv, Subnet
 from nas.subnet import SubnetConfig
 from nas.supernets.base import Supernet
-
-_PLAN_CACHE_SIZE = 4096
 
 
 @dataclass(frozen=True)
@@ -217,18 +214,11 @@ class MBConvSupernet(Supernet):
             self.head_bn = ElasticBatchNorm2d(arch.head_channels)
             features = arch.head_channels
         self.classifier = ElasticLinear(features, arch.num_classes)
-        self._plans: OrderedDict[SubnetConfig, SubnetPlan] = OrderedDict()
 
     # -- configs -------------------------------------------------------------------------------
-    def plan(self, config: SubnetConfig) -> SubnetPlan:
-        """Validated block shapes of ``config`` (memoised: validation is not free)."""
-        plan = self._plans.get(config)
-        if plan is None:
-            plan = make_plan(self.space, config)
-            self._plans[config] = plan
-            if len(self._plans) > _PLAN_CACHE_SIZE:
-                self._plans.popitem(last=False)
-        return plan
+    def make_plan(self, config: SubnetConfig) -> SubnetPlan:
+        """Validated block shapes of ``config``."""
+        return make_plan(self.space, config)
 
     # -- forward -------------------------------------------------------------------------------
     def forward(self, x: Tensor, config: SubnetConfig) -> Tensor:

@@ -11,7 +11,6 @@ accuracy measurement has nothing to re-calibrate (``uses_batchnorm = False``).
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import torch
@@ -35,8 +34,6 @@ from nas.static_vit import (
 from nas.subnet import SubnetConfig
 from nas.supernets.base import Supernet
 from nas.vit_arch import ViTArch, mlp_hidden
-
-_PLAN_CACHE_SIZE = 4096
 
 
 @dataclass(frozen=True)
@@ -240,21 +237,10 @@ class ViTSupernet(Supernet):
         self.norm = ElasticLayerNorm(e)
         self.classifier = ElasticLinear(e, arch.num_classes)
         nn.init.zeros_(self.classifier.bias)
-        self._plans: OrderedDict[SubnetConfig, ViTPlan] = OrderedDict()
 
-    def __getnewargs__(self) -> tuple[SearchSpace]:
-        """``Supernet.__new__`` needs the space: lets ``copy.deepcopy`` and pickle rebuild one."""
-        return (self.space,)
-
-    def plan(self, config: SubnetConfig) -> ViTPlan:
-        """Validated shapes of ``config`` (memoised: validation is not free)."""
-        plan = self._plans.get(config)
-        if plan is None:
-            plan = make_vit_plan(self.space, config)
-            self._plans[config] = plan
-            if len(self._plans) > _PLAN_CACHE_SIZE:
-                self._plans.popitem(last=False)
-        return plan
+    def make_plan(self, config: SubnetConfig) -> ViTPlan:
+        """Validated shapes of ``config``."""
+        return make_vit_plan(self.space, config)
 
     def forward(self, x: Tensor, config: SubnetConfig) -> Tensor:
         """Logits of subnet ``config`` on ``x``."""
