@@ -106,3 +106,26 @@ def test_nas_validate_refuses_heads_that_do_not_divide_the_embedding(tmp_path: P
     assert len(errors) == 1, done.stderr
     assert "space.options.heads: 5 heads do not divide the largest embed_dim 96" in errors[0]
     assert "Traceback" not in done.stderr
+
+
+def test_inference_weight_cache_follows_every_change_of_the_shared_weights() -> None:
+    """No-grad forwards reuse sliced, quantized weights until a shared tensor changes."""
+    space = search_spaces.get("vit_tiny")
+    torch.manual_seed(0)
+    net = Supernet(space)
+    cfg = space.validate({**space.largest().to_dict(), "l0.bits": 4, "l1.bits": 8})
+    x = torch.randn(4, 1, 8, 8)
+    net.eval()
+    with torch.no_grad():
+        before = net(x, cfg)
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.5)
+    net.train()
+    net(x, cfg).square().mean().backward()
+    optimizer.step()  # in place: the cached weights are stale now
+    net.eval()
+    with torch.no_grad():
+        after = net(x, cfg)
+        assert not torch.equal(after, before)
+        assert torch.equal(after, net.export(cfg).eval()(x))
+        net.load_state_dict(Supernet(space).state_dict())  # copied in: stale again
+        assert torch.equal(net(x, cfg), net.export(cfg).eval()(x))

@@ -64,8 +64,34 @@ class ElasticGroupedLinear(nn.Module):
         return fake_quant_weight(weight, bits), bias
 
     def forward(self, x: Tensor, *, out_features: int, bits: int) -> Tensor:
-        weight, bias = self.derived(x.shape[-1], out_features, bits)
+        if torch.is_grad_enabled():
+            weight, bias = self.derived(x.shape[-1], out_features, bits)
+        else:
+            weight, bias = self._inference_weights(x.shape[-1], out_features, bits)
         return F.linear(x, weight, bias)
+
+    def _inference_weights(
+        self, in_features: int, out_features: int, bits: int
+    ) -> tuple[Tensor, Tensor]:
+        """:meth:`derived`, kept while the shared tensors are unchanged (no-grad forwards).
+
+        Evaluating many subnets re-slices and re-quantizes the same weights on every batch; the
+        cache is keyed by the active shape and bit-width and dropped whenever the shared weight
+        or bias is modified (optimizer steps, loading, re-ordering), so values are identical.
+        """
+        state = (
+            self.weight.data_ptr(),
+            self.weight._version,
+            self.bias.data_ptr(),
+            self.bias._version,
+        )
+        if getattr(self, "_cache_state", None) != state:
+            self._cache_state = state
+            self._cache: dict[tuple[int, int, int], tuple[Tensor, Tensor]] = {}
+        key = (in_features, out_features, bits)
+        if key not in self._cache:
+            self._cache[key] = self.derived(in_features, out_features, bits)
+        return self._cache[key]
 
     @torch.no_grad()
     def export(self, in_features: int, out_features: int, bits: int) -> nn.Linear:
