@@ -42,10 +42,6 @@ ARMS: tuple[str, ...] = ("model", "evolution")
 REFERENCE = 1.1
 """Reference point of the acquisition and of the credit, in objectives scaled to [0, 1]."""
 
-ACCURACY_METRICS: frozenset[str] = frozenset(
-    {"acc", "accuracy", "err", "error", "top1", "top1_err", "top5", "top5_err"}
-)
-
 
 class PortfolioSearcher:
     """Model-based and evolutionary proposals in every batch, shared by measured HV gains.
