@@ -184,6 +184,15 @@ def train_config(spec: ExperimentSpec) -> Any:
     from nas.training.config import TrainConfig
 
     config = TrainConfig.from_dict({"seed": spec.seed, **dict(spec.train.options)})
+    if config.reorder != "none":
+        from nas.supernets import family_of
+
+        family = family_of(spec.space.build())
+        if not family.reorders:
+            raise ConfigError(
+                f"train.reorder={config.reorder!r} is not supported by the {family.name!r} "
+                f"supernet family of search space {spec.space.name!r}; allowed: 'none'"
+            )
     workers = spec.ray.num_workers
     if config.batch_size % (workers * config.micro_batches):
         raise ConfigError(

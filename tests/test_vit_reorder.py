@@ -9,6 +9,7 @@ and be refused where it cannot apply.
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import pytest
 import torch
@@ -157,3 +158,17 @@ def test_family_without_reorder_refuses_naming_the_key() -> None:
     config = TrainConfig(epochs=1, phases=("largest",), phase_epochs=(1,), reorder="weights")
     with pytest.raises(ConfigError, match=r"^train\.reorder='weights' is not supported by "):
         Trainer.create(space, data, config)
+
+
+def test_validate_refuses_reorder_for_a_family_without_it(tmp_path: Path) -> None:
+    from nas.cli import main
+
+    spec = tmp_path / "spec.toml"
+    spec.write_text(
+        f'name = "r"\noutput_dir = "{tmp_path / "out"}"\n[space]\nname = "tiny_cnn"\n'
+        '[data]\nkind = "digits"\n[train]\nphases = ["largest"]\nphase_epochs = [1]\n'
+        'reorder = "weights"\n[measure]\ntargets = ["cpu_fp32"]\n'
+        '[search]\nobjectives = ["top1:max", "latency_ms@cpu_fp32:min"]\n'
+    )
+    assert main(["validate", str(spec)]) == 2
+    assert not (tmp_path / "out").exists()

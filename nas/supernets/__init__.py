@@ -43,6 +43,8 @@ class SupernetFamily:
         cost: ``module:function`` with signature ``(space, config, *, resolution) -> Cost``.
         example_space: A small registered space of this family (the conformance suite's).
         doc: One line for listings.
+        reorders: Whether its supernet re-orders weights by importance (``train.reorder``);
+            declared here so spec validation can refuse the option without importing torch.
     """
 
     name: str
@@ -51,6 +53,7 @@ class SupernetFamily:
     cost: str
     example_space: str
     doc: str
+    reorders: bool = False
 
     @property
     def arch_type(self) -> type:
@@ -81,6 +84,7 @@ FAMILIES: dict[str, SupernetFamily] = {
         cost="nas.supernets.vit_cost:vit_cost",
         example_space="vit_tiny",
         doc="Vision Transformer: depth, embed dim, heads and MLP ratio per layer, bits",
+        reorders=True,
     ),
 }
 

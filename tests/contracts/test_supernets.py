@@ -250,6 +250,7 @@ def test_family_registry_covers_every_supernet_space() -> None:
     for family in nas.supernets.FAMILIES.values():
         assert families[family.example_space] is family
         assert issubclass(family.supernet_class, Supernet)
+        assert family.reorders == hasattr(family.supernet_class, "reorder_by_importance")
     for name in set(search_spaces.names()) - set(search_spaces.SUPERNET_SPACES):
         with pytest.raises(ConfigError, match="no supernet architecture"):
             nas.supernets.family_of(search_spaces.get(name))
