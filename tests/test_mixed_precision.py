@@ -239,3 +239,25 @@ def test_mixed_needs_onnxruntime_and_the_layers_bits(compiled: dict, tmp_path: P
     target = default_registry().get("ort_mixed")
     with pytest.raises(ValueError, match="needs the layers' bits"):
         onnx_for_target(deployable(compiled["module"]), (1, 1, 28, 28), target, tmp_path, [])
+
+
+def test_a_cnn_maps_its_convolutions_with_batchnorm_folded_in(tmp_path: Path) -> None:
+    """The exporter folds BatchNorm into each convolution; the mapping still finds the layer."""
+    from nas.onnx_export import export_module_onnx
+
+    space = search_spaces.get("tiny_cnn")
+    torch.manual_seed(0)
+    net = Supernet(space).eval()
+    cfg = space.largest().replace(**{n: 8 for n in space.names if n.endswith(".bits")})
+    module = net.export(cfg).eval()
+    bits = layer_bits(module)
+    plain = deployable(module)
+    path = export_module_onnx(plain, (1, 1, 8, 8), tmp_path / "cnn.onnx")
+    nodes = layer_nodes(path, plain, bits)
+    convs = [n for n in nodes if n.op_type == "Conv"]
+    assert convs and {n.bits for n in convs if n.module.startswith("blocks")} == {8}
+    target = default_registry().get("ort_mixed")
+    result = measure_latency(
+        module, (1, 1, 8, 8), target, protocol=LatencyProtocol(warmup=1, repeats=3)
+    )
+    assert result.median_ms > 0

@@ -111,6 +111,27 @@ def _node_weight(node: object, initializers: Mapping[str, np.ndarray]) -> np.nda
     return weight
 
 
+def _same_weight(found: np.ndarray, expected: np.ndarray, *, conv: bool) -> bool:
+    """Equal weights; for a convolution, equal up to one factor per output channel.
+
+    The exporter folds a BatchNorm that follows a convolution into the convolution's weight,
+    which scales each output channel; the node is still that layer.
+    """
+    if found.shape != expected.shape:
+        return False
+    if np.array_equal(found, expected):
+        return True
+    if not conv:
+        return False
+    rows_f = found.reshape(found.shape[0], -1).astype(np.float64)
+    rows_e = expected.reshape(expected.shape[0], -1).astype(np.float64)
+    norms = (rows_e * rows_e).sum(axis=1)
+    scale = np.divide(
+        (rows_f * rows_e).sum(axis=1), norms, out=np.ones_like(norms), where=norms > 0
+    )
+    return bool(np.allclose(rows_f, scale[:, None] * rows_e, rtol=1e-4, atol=1e-6))
+
+
 def layer_nodes(
     onnx_path: str | Path, module: nn.Module, bits: Mapping[str, int]
 ) -> list[LayerNode]:
@@ -146,7 +167,7 @@ def layer_nodes(
         if layer is None:
             raise ValueError(f"ONNX node {node.name!r} maps to {name!r}, not a linear/conv layer")
         expected = layer.weight.detach().cpu().numpy()
-        if weight.shape != expected.shape or not np.array_equal(weight, expected):
+        if not _same_weight(weight, expected, conv=isinstance(layer, nn.Conv2d)):
             raise ValueError(f"ONNX node {node.name!r}: weight differs from module {name!r}")
         b = int(bits.get(name, FULL_BITS))
         kernel = kernel_for(b, conv=isinstance(layer, nn.Conv2d))
