@@ -38,7 +38,7 @@ import logging
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -69,6 +69,22 @@ def _quiet_quantizer() -> Iterator[None]:
         root.removeFilter(log_filter)
 
 
+def calibration_reader(calibration: Sequence[np.ndarray], input_name: str = "input") -> Any:
+    """ONNX Runtime's calibration reader over float input batches (min-max calibration)."""
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class _Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._batches = iter(
+                [{input_name: np.ascontiguousarray(b, dtype=np.float32)} for b in calibration]
+            )
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self._batches, None)
+
+    return _Reader()
+
+
 def quantize_onnx_int8(
     fp32_path: str | Path,
     out_path: str | Path,
@@ -85,7 +101,6 @@ def quantize_onnx_int8(
         input_name: Name of the model input.
     """
     from onnxruntime.quantization import (
-        CalibrationDataReader,
         QuantFormat,
         QuantType,
         quant_pre_process,
@@ -94,15 +109,7 @@ def quantize_onnx_int8(
 
     if not calibration:
         raise ValueError("calibration needs at least one input batch")
-
-    class _Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self._batches = iter(
-                [{input_name: np.ascontiguousarray(b, dtype=np.float32)} for b in calibration]
-            )
-
-        def get_next(self) -> dict[str, np.ndarray] | None:
-            return next(self._batches, None)
+    reader = calibration_reader(calibration, input_name)
 
     out = Path(out_path)
     prepared = out.with_name(out.stem + ".pre.onnx")
@@ -112,7 +119,7 @@ def quantize_onnx_int8(
         quantize_static(
             str(prepared),
             str(out),
-            _Reader(),
+            reader,
             quant_format=QuantFormat.QDQ,
             per_channel=True,
             activation_type=QuantType.QUInt8,

@@ -24,7 +24,6 @@ fails loudly instead of quantizing the wrong layer.
 from __future__ import annotations
 
 import itertools
-import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -184,26 +183,16 @@ def _quantize_int8_nodes(
     """Static QDQ int8 of the named nodes only (the ``int8`` precision's settings)."""
     import onnx
     from onnxruntime.quantization import (
-        CalibrationDataReader,
         QuantFormat,
         QuantType,
         quant_pre_process,
         quantize_static,
     )
 
-    from nas.measure.int8 import _quiet_quantizer
+    from nas.measure.int8 import _quiet_quantizer, calibration_reader
 
     if not calibration:
         raise ValueError("calibration needs at least one input batch for int8 layers")
-
-    class _Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self._batches = iter(
-                [{"input": np.ascontiguousarray(b, dtype=np.float32)} for b in calibration]
-            )
-
-        def get_next(self) -> dict[str, np.ndarray] | None:
-            return next(self._batches, None)
 
     prepared = out_path.with_name(out_path.stem + ".pre.onnx")
     with _quiet_quantizer():
@@ -215,7 +204,7 @@ def _quantize_int8_nodes(
         quantize_static(
             str(prepared),
             str(out_path),
-            _Reader(),
+            calibration_reader(calibration),
             quant_format=QuantFormat.QDQ,
             per_channel=True,
             activation_type=QuantType.QUInt8,
@@ -246,13 +235,7 @@ def _quantize_w4_nodes(path: Path, out_path: Path, names: Sequence[str]) -> Path
             # ``nodes_to_include`` only adds to the quantized op types: exclude everything else
             nodes_to_exclude=[n.name for n in model.graph.node if n.name not in set(names)],
         )
-        logger = logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer")
-        previous = logger.level
-        logger.setLevel(logging.WARNING)
-        try:
-            quantizer.process()
-        finally:
-            logger.setLevel(previous)
+        w4.run_nbits_quantizer(quantizer)
     quantized = quantizer.model.model
     done = {n.name.removesuffix("_Q4") for n in quantized.graph.node if n.op_type == w4.W4_OP}
     if done != set(names):

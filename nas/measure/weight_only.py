@@ -31,6 +31,7 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -50,6 +51,17 @@ def require_w4_kernels(needed_by: str = "precision 'w4'") -> None:
         needed_by=needed_by,
         instead="install an onnxruntime that has it (1.17 or later) or use precision 'int8'",
     )
+
+
+def run_nbits_quantizer(quantizer: Any) -> None:
+    """Run a ``MatMulNBitsQuantizer`` without its per-node INFO log lines."""
+    logger = logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer")
+    previous = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        quantizer.process()
+    finally:
+        logger.setLevel(previous)
 
 
 @contextlib.contextmanager
@@ -158,13 +170,7 @@ def quantize_onnx_w4(
             is_symmetric=True,
             accuracy_level=accuracy_level,
         )
-        logger = logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer")
-        previous = logger.level
-        logger.setLevel(logging.WARNING)
-        try:
-            quantizer.process()
-        finally:
-            logger.setLevel(previous)
+        run_nbits_quantizer(quantizer)
     quantized = quantizer.model.model
     if not any(node.op_type == W4_OP for node in quantized.graph.node):
         from nas.errors import ConfigError
