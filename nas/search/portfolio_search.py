@@ -38,7 +38,7 @@ from nas.search.objectives import SearchProblem
 from nas.search.random_search import RandomSearcher
 from nas.subnet import SubnetConfig
 
-ARMS: tuple[str, ...] = ("model", "evolution")
+ARMS: tuple[str, ...] = ("model", "evolution", "local")
 REFERENCE = 1.1
 """Reference point of the acquisition and of the credit, in objectives scaled to [0, 1]."""
 
@@ -91,9 +91,9 @@ class PortfolioSearcher:
         batch_size: int = 5,
         pool_size: int = 20_000,
         n_preselect: int = 60,
-        local_share: float = 0.6,
+        local_share: float = 0.0,
         decay: float = 0.8,
-        alpha: float = 1.0,
+        alpha: float = 3.0,
         path_features: bool | Literal["auto"] = "auto",
     ) -> None:
         for key, value, low in (
@@ -290,6 +290,10 @@ class PortfolioSearcher:
             rows.append(row)
             arms.append(0)
             taken.add(row.tobytes())
+        for row in self._local_rows(int(slots[2]), taken):
+            rows.append(row)
+            arms.append(2)
+            taken.add(row.tobytes())
         for row in self._evolution_rows(self._batch_size - len(rows), taken):
             rows.append(row)
             arms.append(1)
@@ -367,6 +371,68 @@ class PortfolioSearcher:
         if len(chosen) < k:  # no predicted gain left: untried shortlist configs
             chosen += [int(i) for i in rest if int(i) not in chosen][: k - len(chosen)]
         return [X_pool[i] for i in chosen if X_pool[i].tobytes() not in taken]
+
+    def _told_features(self, told_X: np.ndarray) -> np.ndarray:
+        if self._full_Z is not None:
+            return self._full_Z[[self._full_index[r.tobytes()] for r in told_X]]
+        return self._transform(told_X)
+
+    def _local_rows(self, k: int, taken: set[bytes]) -> list[np.ndarray]:
+        """Untold one-option neighbours of front points, extremes and sparse regions first.
+
+        Pareto local search: a front point's whole neighbourhood is walked before the search
+        moves on, in the order the model predicts closest to (or beyond) the front, so a
+        plateau the model cannot rank (the accurate end of a benchmark) is still covered.
+        """
+        if k < 1:
+            return []
+        F, G, feasible = self._told()
+        told_X = np.vstack(self._rows)
+        front = _front_rows(F, feasible)
+        if not len(front):  # nothing feasible yet: start from the least violating
+            front = np.argsort(np.clip(G, 0, None).sum(axis=1), kind="stable")[:1]
+        crowd = _crowding(F[front])
+        order = front[np.lexsort((self._rng.random(len(front)), -crowd))]
+        low, high = F.min(axis=0), F.max(axis=0)
+        span = np.where(high > low, high - low, 1.0)
+        S_front = (F[front] - low) / span
+        Z_told = None
+        out: list[np.ndarray] = []
+        seen = set(taken)
+        for i in order:
+            fresh = [
+                r
+                for r in self._neighbours(told_X[i])
+                if r.tobytes() not in self._told_rows and r.tobytes() not in seen
+            ]
+            if not fresh:
+                continue
+            cand = np.vstack(fresh)
+            if len(cand) > k - len(out):
+                if Z_told is None:
+                    Z_told = self._told_features(told_X)
+                P = self._fit_predict(Z_told, F, self._transform(cand), log=True)
+                S = (P - low) / span
+                # additive epsilon to the front: < 0 where a prediction dominates a front point
+                eps = (S[:, None, :] - S_front[None, :, :]).max(axis=2).min(axis=1)
+                cand = cand[np.argsort(eps, kind="stable")]
+            for r in cand[: k - len(out)]:
+                out.append(r)
+                seen.add(r.tobytes())
+            if len(out) == k:
+                break
+        return out
+
+    def _neighbours(self, x: np.ndarray) -> np.ndarray:
+        """Distinct canonical rows one option away from ``x`` (``x`` itself left out)."""
+        parts = []
+        for d, n in enumerate(self._n_options):
+            moved = np.repeat(x[None, :], int(n), axis=0)
+            moved[:, d] = np.arange(int(n))
+            parts.append(moved)
+        rows = np.unique(self._space.canonical_indices(np.vstack(parts)).astype(np.int64), axis=0)
+        x_key = self._space.canonical_indices(x[None, :])[0].astype(np.int64).tobytes()
+        return rows[np.array([r.tobytes() != x_key for r in rows], dtype=bool)]
 
     def _near(self, X: np.ndarray, T: np.ndarray) -> np.ndarray:
         """Mask of the rows of ``X`` one option away from a row of ``T`` (by key lookup)."""
