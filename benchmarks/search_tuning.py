@@ -35,7 +35,9 @@ def tuning_problems() -> list[Problem]:
         for dev in TUNING_DEVICES
     ]
     out.append(
-        Problem("c100:silver_4114+1080ti_1", ("err:c100", "lat:silver_4114", "lat:1080ti_1"), peers=())
+        Problem(
+            "c100:silver_4114+1080ti_1", ("err:c100", "lat:silver_4114", "lat:1080ti_1"), peers=()
+        )
     )
     out.append(Problem("in16:titanx_256<=median", ("err:in16", "lat:titanx_256"), True, ()))
     return out
@@ -75,7 +77,11 @@ def run(method: str, options: dict, table: Table, problem: Problem, seed: int) -
         reference_point=[REF] * F.shape[1],
     )
     hv, _ = true_hv(F, table.feasible(problem))
-    ok = result.F[:, 1] <= table.bound(problem) if problem.constrained else np.ones(len(result.F), bool)
+    ok = (
+        result.F[:, 1] <= table.bound(problem)
+        if problem.constrained
+        else np.ones(len(result.F), bool)
+    )
     return curve(result.F, ok, hv)
 
 
@@ -99,15 +105,25 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         for seed in range(args.seeds):
             ratios = run(args.method, options, table, problem, seed)
             for b in BUDGETS:
-                rows.append({"problem": problem.name, "seed": seed, "budget": b,
-                             "hv": 100 * ratios[min(b, len(ratios)) - 1]})
+                rows.append(
+                    {
+                        "problem": problem.name,
+                        "seed": seed,
+                        "budget": b,
+                        "hv": 100 * ratios[min(b, len(ratios)) - 1],
+                    }
+                )
     frame = pd.DataFrame(rows)
     table_ = frame.groupby(["problem", "budget"]).hv.mean().unstack("budget")
     pd.set_option("display.width", 200)
     print(f"{args.method} {options}: mean HV ratio in % ({args.seeds} seeds)")
     print(table_.to_string(float_format="{:.2f}".format))
-    print("mean", " ".join(f"{v:.3f}" for v in table_.mean()), "min",
-          " ".join(f"{v:.2f}" for v in table_.min()))
+    print(
+        "mean",
+        " ".join(f"{v:.3f}" for v in table_.mean()),
+        "min",
+        " ".join(f"{v:.2f}" for v in table_.min()),
+    )
     print(f"CPU {time.process_time() - t0:.0f} s")
     return frame
 
