@@ -81,3 +81,17 @@ def test_stand_ins_import_and_refuse_to_compute() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "refused"
+
+
+def test_tuning_problems_share_no_device_or_problem_with_the_suite() -> None:
+    """Defaults are chosen on the tuning problems; the suite reports only problems unseen there."""
+    from benchmarks.data import NB201_DEVICES
+    from benchmarks.search_tuning import TUNING_DEVICES, tuning_problems
+
+    suite = {p.name for p in problems()}
+    tuning = tuning_problems()
+    assert not suite & {p.name for p in tuning}
+    assert not set(TUNING_DEVICES) & set(NB201_DEVICES)
+    for p in tuning:
+        devices = {o.split(":")[1] for o in p.objectives if o.startswith("lat:")}
+        assert devices <= set(TUNING_DEVICES), p.name
