@@ -199,7 +199,7 @@ class PredictorSpec:
 class SearchSpec:
     """Objectives and constraints as strings (``"top1:max"``, ``"latency_ms@cpu_fp32 <= 5"``)."""
 
-    algorithm: str = spec_field("pymoo-nsga2", choices=_searchers, doc="searcher")
+    algorithm: str = spec_field("portfolio", choices=_searchers, doc="searcher")
     objectives: tuple[str, ...] = spec_field(
         ("top1:max", "latency_ms@cpu_fp32:min"),
         max_items=8,
