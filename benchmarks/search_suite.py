@@ -42,6 +42,15 @@ REF = 1.01
 DATASETS = {"c10": "cifar10", "c100": "cifar100", "in16": "imagenet16_120"}
 CLASSES = {"c10": 10, "c100": 100, "in16": 120}
 OURS = ("portfolio", "pymoo-nsga2", "random")
+LINAS_PROBLEMS = (
+    "c10:raspi4",
+    "c10:fpga",
+    "c100:pixel3",
+    "c100:gold_6226",
+    "in16:gold_6226",
+    "in16:raspi4",
+)
+"""Where LINAS runs (its inner loop costs about a CPU-minute per run to 300 evaluations)."""
 PEERS = ("dynast-linas", "dynast-evolutionary", "synetune-morea", "synetune-random")
 """Peer methods; ``synetune-morea`` is Syne Tune's multi-objective regularized evolution."""
 # The searchers' defaults are chosen on benchmarks/search_tuning.py's problems and seeds 0-9,
@@ -343,15 +352,11 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     global _TABLE
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=10, help="seeds of ours (from --seed0)")
-    parser.add_argument("--peer-seeds", type=int, default=2, help="seeds of the cheap peers")
-    parser.add_argument("--other-seeds", type=int, default=5, help="seeds of pymoo-nsga2")
-    parser.add_argument("--linas-seeds", type=int, default=1)
-    parser.add_argument("--linas-budget", type=int, default=300)
-    parser.add_argument(
-        "--linas-problems",
-        nargs="*",
-        default=["c10:raspi4", "c100:pixel3", "in16:gold_6226"],
-    )
+    parser.add_argument("--peer-seeds", type=int, default=10, help="seeds of the cheap peers")
+    parser.add_argument("--other-seeds", type=int, default=10, help="seeds of pymoo-nsga2")
+    parser.add_argument("--linas-seeds", type=int, default=10)
+    parser.add_argument("--linas-budget", type=int, default=300, help="LINAS: ~1 CPU-min per 300")
+    parser.add_argument("--linas-problems", nargs="*", default=list(LINAS_PROBLEMS))
     parser.add_argument("--seed0", type=int, default=100)
     parser.add_argument("--methods", nargs="*", default=[*OURS, *PEERS])
     parser.add_argument("--problems", nargs="*", default=None)
