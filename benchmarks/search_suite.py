@@ -235,7 +235,12 @@ class _Lookup:
 
 
 def run_ours(
-    method: str, table: Table, problem: Problem, seed: int, budget: int
+    method: str,
+    table: Table,
+    problem: Problem,
+    seed: int,
+    budget: int,
+    options: dict[str, object] | None = None,
 ) -> tuple[np.ndarray, list[tuple[int, float]]]:
     """Objective rows in evaluation order and the timed asks of one of our searchers."""
     import search_spaces
@@ -247,7 +252,7 @@ def run_ours(
     sp = SearchProblem.from_strings(
         search_spaces.get("nas_bench_201"), [f"{n}:min" for n in names], constraints
     )
-    searcher = TimedSearcher(make_searcher(method, sp, seed=seed))
+    searcher = TimedSearcher(make_searcher(method, sp, seed=seed, options=options))
     index = {k: i for i, k in enumerate(table.keys)}
     result = run_search(
         searcher,  # type: ignore[arg-type]

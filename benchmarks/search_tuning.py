@@ -21,7 +21,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from benchmarks.search_suite import DATASETS, REF, Problem, Table, curve, true_hv
+from benchmarks.search_suite import DATASETS, Problem, Table, curve, run_ours, true_hv
 
 TUNING_DEVICES = ("silver_4114", "titanx_256", "1080ti_1", "samsung_s7")
 """HELP's meta-training devices, none of them among the suite's six."""
@@ -57,32 +57,10 @@ def tuning_table() -> Table:
 
 def run(method: str, options: dict, table: Table, problem: Problem, seed: int) -> np.ndarray:
     """HV ratio after each evaluation of one run."""
-    import search_spaces
-    from benchmarks.search_suite import _Lookup
-    from nas.search import MetricEvaluator, ResultStore, SearchProblem, make_searcher, run_search
-
-    F = table.F(problem)
-    names = tuple(f"f{j}" for j in range(F.shape[1]))
-    constraints = [f"f1 <= {table.bound(problem)!r}"] if problem.constrained else []
-    sp = SearchProblem.from_strings(
-        search_spaces.get("nas_bench_201"), [f"{n}:min" for n in names], constraints
-    )
-    searcher = make_searcher(method, sp, seed=seed, options=options)
-    index = {k: i for i, k in enumerate(table.keys)}
-    result = run_search(
-        searcher,
-        MetricEvaluator(_Lookup(index, F, names), names),
-        ResultStore(),
-        budget=max(BUDGETS),
-        reference_point=[REF] * F.shape[1],
-    )
-    hv, _ = true_hv(F, table.feasible(problem))
-    ok = (
-        result.F[:, 1] <= table.bound(problem)
-        if problem.constrained
-        else np.ones(len(result.F), bool)
-    )
-    return curve(result.F, ok, hv)
+    F, _ = run_ours(method, table, problem, seed, max(BUDGETS), options)
+    hv, _ = true_hv(table.F(problem), table.feasible(problem))
+    ok = F[:, 1] <= table.bound(problem) if problem.constrained else np.ones(len(F), bool)
+    return curve(F, ok, hv)
 
 
 def main(argv: list[str] | None = None) -> pd.DataFrame:
