@@ -448,7 +448,7 @@ def report(frame: pd.DataFrame) -> None:
     print("HV(found) / HV(true) in %, mean ± sd (seeds)")
     print(cell.unstack("budget").to_string())
     compact = (100 * stats["mean"]).unstack("method")
-    for budget in (100, 300, 500):
+    for budget in sorted({100, 300, 500} & set(frame.budget)):
         print(f"\nMean HV ratio in % at {budget} evaluations (problem × method)")
         print(compact.xs(budget, level="budget").to_string(float_format="{:.2f}".format))
     at500 = frame[frame.budget == frame.groupby(["problem", "method"])["budget"].transform("max")]
