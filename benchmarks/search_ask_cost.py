@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
             rows.append({"space": space, "method": method, **costs})
     frame = pd.DataFrame(rows)
     print("CPU-s per ask and per asked config (one thread), asks within 25 evaluations below")
-    print(frame.to_string(index=False, float_format="{:.3f}".format))
+    print(frame.to_string(index=False, float_format="{:.4f}".format))
     return frame
 
 
