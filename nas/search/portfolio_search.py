@@ -324,11 +324,7 @@ class PortfolioSearcher:
         F, _, feasible = self._told()
         front = _front_rows(F, feasible)
         parts = [sample]
-        for x in np.vstack(self._rows)[front]:
-            for d, n in enumerate(self._n_options):
-                moved = np.repeat(x[None, :], int(n), axis=0)
-                moved[:, d] = np.arange(int(n))
-                parts.append(moved)
+        parts += [_one_option_moves(x, self._n_options) for x in np.vstack(self._rows)[front]]
         X = np.unique(self._space.canonical_indices(np.vstack(parts)), axis=0)
         X = X[np.array([r.astype(np.int64).tobytes() not in self._told_rows for r in X], bool)]
         return X, self._transform(X) if len(X) else np.zeros((0, 1))
@@ -353,11 +349,7 @@ class PortfolioSearcher:
             return []
         F, G, feasible = self._told()
         told_X = np.vstack(self._rows)
-        Z_told = (
-            self._full_Z[[self._full_index[r.tobytes()] for r in told_X]]
-            if self._full_Z is not None
-            else self._transform(told_X)
-        )
+        Z_told = self._features_of(told_X)
         P = self._fit_predict(Z_told, F, Z_pool, log=True)
         candidates = np.arange(len(X_pool))
         if G.shape[1]:
@@ -380,10 +372,11 @@ class PortfolioSearcher:
             chosen += [int(i) for i in rest if int(i) not in chosen][: k - len(chosen)]
         return [X_pool[i] for i in chosen if X_pool[i].tobytes() not in taken]
 
-    def _told_features(self, told_X: np.ndarray) -> np.ndarray:
+    def _features_of(self, rows: np.ndarray) -> np.ndarray:
+        """Features of canonical rows: looked up where the whole space was featurised once."""
         if self._full_Z is not None:
-            return self._full_Z[[self._full_index[r.tobytes()] for r in told_X]]
-        return self._transform(told_X)
+            return self._full_Z[[self._full_index[r.tobytes()] for r in rows]]
+        return self._transform(rows)
 
     def _local_rows(self, k: int, taken: set[bytes]) -> list[np.ndarray]:
         """Untold one-option neighbours of front points, extremes and sparse regions first.
@@ -418,8 +411,8 @@ class PortfolioSearcher:
             cand = np.vstack(fresh)
             if len(cand) > k - len(out):
                 if Z_told is None:
-                    Z_told = self._told_features(told_X)
-                P = self._fit_predict(Z_told, F, self._transform(cand), log=True)
+                    Z_told = self._features_of(told_X)
+                P = self._fit_predict(Z_told, F, self._features_of(cand), log=True)
                 S = (P - low) / span
                 # additive epsilon to the front: < 0 where a prediction dominates a front point
                 eps = (S[:, None, :] - S_front[None, :, :]).max(axis=2).min(axis=1)
@@ -433,12 +426,8 @@ class PortfolioSearcher:
 
     def _neighbours(self, x: np.ndarray) -> np.ndarray:
         """Distinct canonical rows one option away from ``x`` (``x`` itself left out)."""
-        parts = []
-        for d, n in enumerate(self._n_options):
-            moved = np.repeat(x[None, :], int(n), axis=0)
-            moved[:, d] = np.arange(int(n))
-            parts.append(moved)
-        rows = np.unique(self._space.canonical_indices(np.vstack(parts)).astype(np.int64), axis=0)
+        moves = _one_option_moves(x, self._n_options)
+        rows = np.unique(self._space.canonical_indices(moves).astype(np.int64), axis=0)
         x_key = self._space.canonical_indices(x[None, :])[0].astype(np.int64).tobytes()
         return rows[np.array([r.tobytes() != x_key for r in rows], dtype=bool)]
 
@@ -446,11 +435,9 @@ class PortfolioSearcher:
         """Mask of the rows of ``X`` one option away from a row of ``T`` (by key lookup)."""
         keys = set()
         for t in T:
-            for d, n in enumerate(self._n_options):
-                moved = np.repeat(t[None, :], int(n), axis=0)
-                moved[:, d] = np.arange(int(n))
-                for row in self._space.canonical_indices(moved).astype(np.int64):
-                    keys.add(row.tobytes())
+            moves = _one_option_moves(t, self._n_options)
+            for row in self._space.canonical_indices(moves).astype(np.int64):
+                keys.add(row.tobytes())
         return np.array([row.tobytes() in keys for row in X], dtype=bool)
 
     def _shortlist(self, S: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -500,6 +487,16 @@ class PortfolioSearcher:
         if rank[i] != rank[j]:
             return int(i if rank[i] < rank[j] else j)
         return int(i if crowd[i] >= crowd[j] else j)
+
+
+def _one_option_moves(x: np.ndarray, n_options: np.ndarray) -> np.ndarray:
+    """Every row that differs from ``x`` in at most one dimension (``x`` included, raw)."""
+    parts = []
+    for d, n in enumerate(n_options):
+        moved = np.repeat(x[None, :], int(n), axis=0)
+        moved[:, d] = np.arange(int(n))
+        parts.append(moved)
+    return np.vstack(parts)
 
 
 def _front_rows(F: np.ndarray, feasible: np.ndarray) -> np.ndarray:
