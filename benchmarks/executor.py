@@ -20,12 +20,12 @@ import torch
 import torch.nn.functional as F
 
 import search_spaces
-from nas.data import ImageData, load_digits_data
+from nas.data.datasets import ImageData, load_digits_data
 from nas.execution import LocalExecutor
 from nas.execution.placement import local_ray
 from nas.execution.ray_executor import RayExecutor
 from nas.subnet import SubnetConfig
-from nas.supernet import Supernet
+from nas.supernets.base import Supernet
 
 
 def top1(

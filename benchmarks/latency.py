@@ -22,7 +22,7 @@ import search_spaces
 from nas.measure.cost import compute_cost
 from nas.measure.latency import LatencyProtocol, NoisyMeasurementWarning, measure_latency
 from nas.measure.targets import default_registry
-from nas.supernet import Supernet
+from nas.supernets.base import Supernet
 
 
 def main() -> None:

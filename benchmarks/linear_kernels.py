@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from nas.deploy.weight_only import quantize_onnx_w4
 from nas.measure.latency import (
     LatencyProtocol,
     NoisyMeasurementWarning,
@@ -38,7 +39,6 @@ from nas.measure.latency import (
     summarize_latency,
 )
 from nas.measure.targets import HardwareTarget, default_registry
-from nas.measure.weight_only import quantize_onnx_w4
 
 TARGETS = ("cpu_fp32", "cpu_int8", "ort_fp32", "ort_int8", "ort_w4")
 
@@ -131,7 +131,7 @@ def interleaved_medians(
 
 def onnx_sizes(module: nn.Module, shape: tuple[int, ...]) -> dict[str, float]:
     """File size (MB) of the fp32 export and of its w4 version."""
-    from nas.onnx_export import export_module_onnx
+    from nas.deploy.onnx_export import export_module_onnx
 
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = export_module_onnx(deployable(module), shape, Path(tmp) / "m.onnx")
@@ -147,8 +147,8 @@ def w4_settings(
     module: nn.Module, shape: tuple[int, ...], *, warmup: int, rounds: int, runs: int
 ) -> dict[tuple[int, int], float]:
     """Median ms of ORT w4 graphs quantized with each of :data:`W4_SETTINGS`, interleaved."""
+    from nas.deploy.onnx_export import export_module_onnx
     from nas.measure.latency import _ort_session
-    from nas.onnx_export import export_module_onnx
 
     x = {"input": np.random.default_rng(0).standard_normal(shape, dtype=np.float32)}
     with tempfile.TemporaryDirectory() as tmp:
@@ -196,7 +196,7 @@ def _middle(space) -> object:
 def vit_models() -> list[tuple[str, nn.Module, tuple[int, ...]]]:
     """Largest and middle subnet of each registered ``vit_*`` space, exported static modules."""
     import search_spaces
-    from nas.supernet import Supernet
+    from nas.supernets.base import Supernet
 
     models = []
     for name in search_spaces.names():

@@ -23,7 +23,7 @@ from nas.measure.cost import compute_cost
 from nas.measure.latency import LatencyProtocol, NoisyMeasurementWarning, measure_latency
 from nas.measure.lut import PredictionReport, build_latency_table
 from nas.measure.targets import default_registry
-from nas.supernet import Supernet
+from nas.supernets.base import Supernet
 
 
 def _row(name: str, report: PredictionReport) -> str:

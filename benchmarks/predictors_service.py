@@ -1,7 +1,8 @@
 """Predictor service over HTTP and Python batch throughput, next to in-process baselines.
 
-A bundle is trained on real data, saved, and served by ``predictors.commands.serve`` (the code
-behind ``nas serve``: uvicorn + the FastAPI app of ``predictors.service``) in a *separate process*
+A bundle is trained on real data, saved, and served by ``predictors.apps.commands.serve`` (the code
+behind ``nas serve``: uvicorn + the FastAPI app of ``predictors.apps.service``) in a *separate
+process*
 on 127.0.0.1; an ``httpx`` client in this process sends the requests over a keep-alive
 connection. Bundles (``--bundle``):
 
@@ -102,7 +103,7 @@ def free_port() -> int:
 
 def start_server(bundle_dir: Path, port: int) -> subprocess.Popen[bytes]:
     code = (
-        "from predictors.commands import serve; "
+        "from predictors.apps.commands import serve; "
         f"serve({str(bundle_dir)!r}, host='127.0.0.1', port={port})"
     )
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO)

@@ -2,7 +2,8 @@
 
 For each space with a table in ``../shared/data/latency_transfer`` (NAS-Bench-201, FBNet, OFA
 MobileNetV3), every device is left out in turn: the bank is the other devices, and the left-out
-device is fitted from ``n`` of its measurements (``predictors.transfer.fit_transfer``), scored by
+device is fitted from ``n`` of its measurements (``predictors.transfer.few_shot.fit_transfer``),
+scored by
 Spearman ρ and Kendall τ-b on **all the other** architectures of the table, mean ± sd over 5
 draws. Two ways of choosing the ``n`` architectures: ``refs`` (``DeviceBank.reference_rows``,
 seed = draw) and ``random`` (``default_rng(SeedSequence([draw, n]))``).
@@ -37,10 +38,10 @@ from threadpoolctl import threadpool_limits
 
 from benchmarks.predictors_nb201 import flops_proxy
 from benchmarks.transfer_data import TABLES, load_bank, missing_reason
-from predictors.device_bank import DeviceBank
 from predictors.features import make_features
 from predictors.models import make_predictor, search_predictor
-from predictors.transfer import fit_transfer
+from predictors.transfer.device_bank import DeviceBank
+from predictors.transfer.few_shot import fit_transfer
 from search_spaces.ofa_mbv3_table import block_macs
 
 SIZES = (5, 10, 20, 50)

@@ -30,7 +30,7 @@ def run_variant(name: str, epochs: int, train_size: int, val_size: int) -> dict[
     import torch
 
     import search_spaces
-    from nas.data import IdxSplitSizes, load_data
+    from nas.data.datasets import IdxSplitSizes, load_data
     from nas.training.config import TrainConfig
     from nas.training.loop import train_locally
 

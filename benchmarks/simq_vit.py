@@ -36,8 +36,8 @@ import pandas as pd
 import torch
 
 from benchmarks.weight_sharing import Run, load_fashion, load_run, markdown, split_sizes
-from nas.arch import arch_of
-from nas.data import ImageData
+from nas.data.datasets import ImageData
+from nas.deploy.mixed_precision import layer_bits
 from nas.measure.accuracy import evaluate_accuracy
 from nas.measure.cost import compute_cost
 from nas.measure.deployed_accuracy import deployed_top1
@@ -49,13 +49,13 @@ from nas.measure.latency import (
     summarize_latency,
     time_runs,
 )
-from nas.measure.mixed_precision import layer_bits
 from nas.measure.onnx_deploy import onnx_for_target
 from nas.measure.targets import HardwareTarget
 from nas.results import ResultStore
 from nas.search import MetricEvaluator, SearchProblem, make_searcher, run_search
 from nas.subnet import SubnetConfig
-from nas.supernet import Supernet
+from nas.supernets import arch_of
+from nas.supernets.base import Supernet
 from nas.training.checkpoint import load_supernet
 
 BASELINE_BITS = 8

@@ -17,7 +17,7 @@ import torch
 import search_spaces
 from nas.space import SearchSpace
 from nas.subnet import SubnetConfig
-from nas.supernet import Supernet
+from nas.supernets.base import Supernet
 
 
 def _paired_median_ms(first, second, repeats: int, warmup: int) -> tuple[float, float]:  # type: ignore[no-untyped-def]

@@ -34,9 +34,9 @@ import pandas as pd
 import torch
 
 import search_spaces
-from nas.data import ImageData, load_digits_data
+from nas.data.datasets import ImageData, load_digits_data
 from nas.measure.accuracy import evaluate_accuracy
-from nas.supernet import Supernet
+from nas.supernets.base import Supernet
 from nas.training.config import TrainConfig
 from nas.training.loop import make_optimizer, train_locally
 from nas.training.sampling import sandwich_configs

@@ -16,7 +16,7 @@ import pandas as pd
 import search_spaces
 from benchmarks.data import SHARED_DATA
 from nas.subnet import SubnetConfig
-from predictors.device_bank import DeviceBank
+from predictors.transfer.device_bank import DeviceBank
 from search_spaces.fbnet import config_from_op_idx
 from search_spaces.nas_bench_201 import config_from_arch_str
 from search_spaces.ofa_mbv3_table import config_from_row

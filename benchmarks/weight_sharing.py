@@ -19,7 +19,7 @@ Run from the repository root on a finished default run (``nas run experiments/de
    latency of this benchmark) for the family and for the run's exported front, hypervolume of
    each, and training CPU-seconds: the one supernet against the whole family.
 
-Standalone networks are a fresh :class:`~nas.supernet.Supernet` that is only ever run at one
+Standalone networks are a fresh :class:`~nas.supernets.base.Supernet` that is only ever run at one
 config, not the static ``Supernet(space).export(config)``: the export freezes quantization
 (weights stored already quantized, activation scales as buffers), so training it would train a
 float network for configs below 32 bits. A supernet run at one config has exactly that
@@ -56,9 +56,9 @@ import torch
 from torch import Tensor, nn
 
 import search_spaces
-from nas.data import IdxSplitSizes, ImageData, load_data
+from nas.artifacts.export import exported_paths, read_card
+from nas.data.datasets import IdxSplitSizes, ImageData, load_data
 from nas.errors import ConfigError
-from nas.export import exported_paths, read_card
 from nas.measure.accuracy import evaluate_accuracy
 from nas.measure.cost import compute_cost
 from nas.measure.evaluate import measure_config
@@ -68,7 +68,7 @@ from nas.pareto import hypervolume, non_dominated, reference_point_from
 from nas.results import ResultStore
 from nas.space import SearchSpace
 from nas.subnet import SubnetConfig
-from nas.supernet import Supernet
+from nas.supernets.base import Supernet
 from nas.training.augment import augment_batch
 from nas.training.checkpoint import load_supernet
 from nas.training.config import TrainConfig

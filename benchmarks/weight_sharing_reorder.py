@@ -33,11 +33,11 @@ import torch
 
 import search_spaces
 from benchmarks.weight_sharing import markdown
-from nas.data import IdxSplitSizes, load_data
+from nas.data.datasets import IdxSplitSizes, load_data
 from nas.measure.accuracy import evaluate_accuracy
 from nas.space import SearchSpace
 from nas.subnet import SubnetConfig
-from nas.supernets.vit import vit_arch
+from nas.supernets.vit.supernet import vit_arch
 from nas.training.config import TrainConfig
 from nas.training.loop import train_locally
 

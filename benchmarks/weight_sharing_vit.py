@@ -48,7 +48,7 @@ from benchmarks.weight_sharing import (
     top1,
     train_standalone,
 )
-from nas.data import ImageData
+from nas.data.datasets import ImageData
 from nas.measure.cost import compute_cost
 from nas.results import ResultStore
 from nas.subnet import SubnetConfig

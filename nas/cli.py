@@ -25,7 +25,7 @@ STAGE_COMMANDS = {
 
 
 def _load_spec(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    from nas.config import ExperimentSpec
+    from nas.spec.config import ExperimentSpec
 
     spec = ExperimentSpec.from_toml(args.spec)
     if getattr(args, "address", None):
@@ -54,7 +54,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _print_summary(root: Path) -> None:
     import pandas as pd
 
-    from nas.export import exported_paths, read_card
+    from nas.artifacts.export import exported_paths, read_card
 
     front = root / "export" / "front.csv"
     if not front.exists():
@@ -91,8 +91,8 @@ def _print_summary(root: Path) -> None:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from nas.data_facts import data_facts
-    from nas.resolve import check_data_fits, resolve, train_config
+    from nas.data.facts import data_facts
+    from nas.spec.resolve import check_data_fits, resolve, train_config
 
     spec = _load_spec(args)
     exp = resolve(spec)
@@ -104,7 +104,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         _ = RunContext(exp).data  # npz and image folders: only loading them checks them
     else:
         check_data_fits(exp.space, facts)
-    from nas.run_dir import refuse_stale
+    from nas.pipeline.run_dir import refuse_stale
 
     refuse_stale(exp.root, spec)  # `nas run` would refuse a changed spec on this output_dir
     print(f"{args.spec}: valid")
@@ -112,7 +112,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from predictors.commands import parse_configs, predict_command
+    from predictors.apps.commands import parse_configs, predict_command
 
     if (args.config is None) == (args.configs is None):
         raise ConfigError("give exactly one of --config JSON or --configs FILE.jsonl")
@@ -126,7 +126,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_best(args: argparse.Namespace) -> int:
-    from predictors.commands import best_command
+    from predictors.apps.commands import best_command
 
     best = best_command(
         args.predictors, args.target, args.max_latency_ms, objective=args.objective
@@ -142,7 +142,7 @@ def _cmd_best(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from predictors.commands import serve
+    from predictors.apps.commands import serve
 
     serve(
         args.predictors,
@@ -177,7 +177,7 @@ def _cmd_space(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from nas.run_status import format_status, run_status
+    from nas.pipeline.run_status import format_status, run_status
 
     status = run_status(Path(args.output_dir))
     print(json.dumps(status, indent=2, default=str) if args.json else format_status(status))
@@ -185,15 +185,15 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_runs(args: argparse.Namespace) -> int:
-    from nas.run_status import format_runs
+    from nas.pipeline.run_status import format_runs
 
     print(format_runs(Path(args.folder)))
     return 0
 
 
 def _cmd_submit(args: argparse.Namespace) -> int:
-    from nas.config import ExperimentSpec
     from nas.execution.ray_jobs import submit_experiment
+    from nas.spec.config import ExperimentSpec
 
     spec = ExperimentSpec.from_toml(args.spec)  # a bad spec fails here, before any upload
     job = submit_experiment(
@@ -280,7 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("folder", nargs="?", default="runs", help="default: runs")
     p.set_defaults(func=_cmd_runs)
 
-    from predictors.transfer_cli import add_transfer_parser
+    from predictors.apps.transfer_cli import add_transfer_parser
 
     add_transfer_parser(sub)
 

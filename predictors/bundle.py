@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from nas.artifacts.safe_files import read_json_object, require, resolve_inside
 from nas.errors import (
     ConfigError,
     IncompatibleArtifactError,
@@ -30,7 +31,6 @@ from nas.errors import (
     format_choice_error,
 )
 from nas.pareto import non_dominated
-from nas.safe_files import read_json_object, require, resolve_inside
 from nas.space import SearchSpace
 from nas.subnet import SubnetConfig
 from predictors.persistence import load_predictor, refuse_unsafe_files, save_predictor

@@ -10,7 +10,7 @@ A saved predictor is a directory::
 Loading refuses, with a message naming the file and what differs:
 
 * :class:`~nas.errors.UnsafeFileError`: any pickle-like file in the directory (by name, see
-  :data:`~nas.safe_files.PICKLE_SUFFIXES`, or by content), a ``model_file`` outside the
+  :data:`~nas.artifacts.safe_files.PICKLE_SUFFIXES`, or by content), a ``model_file`` outside the
   directory, a model file that is not a skops archive or whose hash differs from the manifest,
   object arrays or types outside :data:`TRUSTED_TYPES` inside the archive;
 * :class:`~nas.errors.IncompatibleArtifactError`: a manifest that is not complete JSON or lacks
@@ -36,21 +36,21 @@ import skops.io as sio
 from sklearn.pipeline import Pipeline
 from skops.io.exceptions import UntrustedTypesFoundException
 
-from nas import safe_files
-from nas.errors import (
-    ConfigError,
-    IncompatibleArtifactError,
-    MissingArtifactError,
-    UnsafeFileError,
-)
-from nas.safe_files import PICKLE_SUFFIXES as PICKLE_SUFFIXES  # re-exported
-from nas.safe_files import (
+from nas.artifacts import safe_files
+from nas.artifacts.safe_files import PICKLE_SUFFIXES as PICKLE_SUFFIXES  # re-exported
+from nas.artifacts.safe_files import (
     looks_like_pickle,
     read_json_object,
     require,
     require_sha256,
     resolve_inside,
     write_bytes_atomic,
+)
+from nas.errors import (
+    ConfigError,
+    IncompatibleArtifactError,
+    MissingArtifactError,
+    UnsafeFileError,
 )
 from nas.space import SearchSpace, dimension_from_schema
 from predictors.features import ENCODINGS, feature_schema

@@ -8,8 +8,8 @@ largest subnet still trains in minutes on 2 CPU cores.
 
 from __future__ import annotations
 
-from nas.arch import MBConvArch, StageSpec
 from nas.space import SearchSpace
+from nas.supernets.mbconv.arch import MBConvArch, StageSpec
 
 
 def build(

@@ -7,9 +7,9 @@ expand ratio {3,4,6}; per block bits; optional stage width multipliers. With ``b
 
 from __future__ import annotations
 
-from nas.arch import MBConvArch, StageSpec
 from nas.errors import ConfigError
 from nas.space import SearchSpace
+from nas.supernets.mbconv.arch import MBConvArch, StageSpec
 
 BASE_WIDTHS: tuple[int, ...] = (24, 40, 80, 112, 160)
 STRIDES: tuple[int, ...] = (2, 2, 2, 1, 2)

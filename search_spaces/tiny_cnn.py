@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from nas.arch import MBConvArch, StageSpec
 from nas.space import SearchSpace
+from nas.supernets.mbconv.arch import MBConvArch, StageSpec
 
 
 def build(

@@ -9,7 +9,7 @@ a head width of 24), MLP ratio (1–3) and bits per block (4, 8, 32).
 from __future__ import annotations
 
 from nas.space import SearchSpace
-from nas.vit_arch import ViTArch
+from nas.supernets.vit.arch import ViTArch
 
 
 def build(

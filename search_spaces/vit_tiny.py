@@ -7,7 +7,7 @@ bits per block. Small enough that its supernet trains an epoch in seconds on 2 c
 from __future__ import annotations
 
 from nas.space import SearchSpace
-from nas.vit_arch import ViTArch
+from nas.supernets.vit.arch import ViTArch
 
 
 def build(

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
-from nas.export import exported_paths, read_card
+from nas.artifacts.export import exported_paths, read_card
 
 
 def _latest(path: Path) -> dict[tuple[str, str], dict[str, float]]:

@@ -1,4 +1,4 @@
-"""Bad spec values generated from the spec schema (``nas.config.spec_schema``).
+"""Bad spec values generated from the spec schema (``nas.spec.config.spec_schema``).
 
 Every key's type hint and rule give its bad values: the wrong type, out of range, non-finite,
 not among its choices, empty, too many items. A key added to a spec dataclass is covered here
@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from nas.config import spec_schema
+from nas.spec.config import spec_schema
 from nas.spec_fields import MAX_INT, Rule
 
 BASE_SPEC: dict[str, Any] = {

@@ -32,11 +32,11 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 
 import search_spaces
+from nas.artifacts.export import CARD_NAME, WEIGHTS_NAME, export_subnet, load_exported
 from nas.errors import IncompatibleArtifactError, UnsafeFileError
-from nas.export import CARD_NAME, WEIGHTS_NAME, export_subnet, load_exported
 from nas.measure.cost import compute_cost
 from nas.space import SearchSpace
-from nas.supernet import Supernet
+from nas.supernets.base import Supernet
 from nas.training.checkpoint import (
     MODEL_FILE,
     OPTIMIZER_FILE,
@@ -692,7 +692,7 @@ WRITE_UNDER_LIMIT = textwrap.dedent(
     import torch
     import search_spaces
     from nas.errors import StorageError
-    from nas.supernet import Supernet
+    from nas.supernets.base import Supernet
     from nas.training.checkpoint import save_checkpoint
 
     space = search_spaces.get("tiny_cnn")

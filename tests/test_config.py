@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from nas.config import SECTIONS, ExperimentSpec
 from nas.errors import ConfigError
 from nas.pipeline import resolve
+from nas.spec.config import SECTIONS, ExperimentSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = ROOT / "experiments" / "default.toml"

@@ -7,8 +7,8 @@ import warnings
 import numpy as np
 import pytest
 
-from nas.console import tally_noisy_latency
 from nas.measure.latency import LatencyProtocol, NoisyMeasurementWarning, summarize_latency
+from nas.pipeline.console import tally_noisy_latency
 
 
 def test_noisy_latencies_of_a_stage_become_one_line() -> None:

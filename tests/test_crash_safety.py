@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from nas.cli import main
+from nas.pipeline.run_dir import LOCK_FILE, RunLock, RunLockedError
 from nas.results import Evaluation, ResultStore
-from nas.run_dir import LOCK_FILE, RunLock, RunLockedError
 from nas.subnet import SubnetConfig
 from tests.spec_cases import BASE_SPEC, to_toml
 
@@ -54,7 +54,7 @@ def test_a_second_run_on_a_locked_directory_exits_2_naming_the_holder(
         f"""
         import time
         from pathlib import Path
-        from nas.run_dir import RunLock
+        from nas.pipeline.run_dir import RunLock
         with RunLock(Path({str(run_dir)!r})):
             print("locked", flush=True)
             time.sleep(600)
@@ -292,7 +292,7 @@ def test_a_full_disk_while_checkpointing_then_a_resume_that_completes(tmp_path: 
         )
         assert second.returncode == 0, second.stdout[-2000:] + second.stderr[-3000:]
         done = json.loads((run_dir / "train" / "DONE.json").read_text())
-        from nas.run_dir import inside_run
+        from nas.pipeline.run_dir import inside_run
         from nas.training.checkpoint import load_checkpoint
 
         assert load_checkpoint(inside_run(run_dir, done["checkpoint"])).epoch == 6

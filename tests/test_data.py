@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from nas.data import SPLITS, load_data, load_digits_data, load_image_folder, load_npz
+from nas.data.datasets import SPLITS, load_data, load_digits_data, load_image_folder, load_npz
 from nas.errors import ConfigError
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import search_spaces
-from nas.data import load_digits_data
+from nas.data.datasets import load_digits_data
 from nas.measure.deployed_accuracy import deployed_top1
 from nas.measure.latency import deployable
 from nas.measure.targets import default_registry

@@ -12,7 +12,7 @@ import ray
 import torch
 
 import search_spaces
-from nas.data import ImageData, load_digits_data
+from nas.data.datasets import ImageData, load_digits_data
 from nas.errors import ConfigError
 from nas.execution import LocalExecutor
 from nas.execution.placement import NodeExclusiveExecutor
@@ -22,7 +22,7 @@ from nas.measure.latency import LatencyProtocol
 from nas.measure.targets import HardwareTarget, default_registry
 from nas.results import ResultStore
 from nas.subnet import SubnetConfig
-from nas.supernet import Supernet
+from nas.supernets.base import Supernet
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(180)]
 

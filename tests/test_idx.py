@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nas.data import IdxSplitSizes, load_idx_data
+from nas.data.datasets import IdxSplitSizes, load_idx_data
+from nas.data.idx import IMAGES_MAGIC, LABELS_MAGIC, read_idx, read_idx_split, verify_checksums
 from nas.errors import ConfigError
-from nas.idx import IMAGES_MAGIC, LABELS_MAGIC, read_idx, read_idx_split, verify_checksums
 
 
 def _images(n: int, side: int = 4, *, magic: int = IMAGES_MAGIC) -> bytes:

@@ -7,9 +7,11 @@ import pytest
 import torch
 
 import search_spaces
+from nas.deploy.int8 import is_int8_graph, quantize_onnx_int8, quantize_torch_int8
+from nas.deploy.onnx_export import export_module_onnx
+from nas.elastic.quantization import FakeQuantize
 from nas.errors import ConfigError
 from nas.measure.evaluate import measure_config, measure_configs, peak_activation_bytes
-from nas.measure.int8 import is_int8_graph, quantize_onnx_int8, quantize_torch_int8
 from nas.measure.latency import (
     LatencyProtocol,
     NoisyMeasurementWarning,
@@ -18,10 +20,8 @@ from nas.measure.latency import (
     summarize_latency,
 )
 from nas.measure.targets import HardwareTarget, builtin_targets, default_registry
-from nas.onnx_export import export_module_onnx
 from nas.results import ResultStore
-from nas.static import FakeQuantize
-from nas.supernet import Supernet
+from nas.supernets.base import Supernet
 
 FAST = LatencyProtocol(warmup=1, repeats=3, noise_cv=100.0, calibration_batches=2)
 
@@ -95,7 +95,7 @@ def test_torch_int8_uses_quantized_kernels(mobilenet: Supernet) -> None:
     q = quantize_torch_int8(subnet, [x])
     kinds = {type(m).__module__ for m in q.modules()}
     assert any("quantized" in k for k in kinds), kinds
-    from nas.measure.int8 import quantized_engine
+    from nas.deploy.int8 import quantized_engine
 
     with quantized_engine(), torch.inference_mode():
         out, ref = q(x), subnet(x)

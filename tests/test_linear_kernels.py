@@ -1,7 +1,8 @@
 """Real low-precision kernels for linear-heavy (transformer) static modules.
 
 The module under test is built here from plain layers (``nn.Linear``, ``nn.LayerNorm``,
-``nn.GELU``, softmax attention written with matmuls, a :class:`~nas.static.FakeQuantize` before
+``nn.GELU``, softmax attention written with matmuls, a
+:class:`~nas.elastic.quantization.FakeQuantize` before
 one linear layer), the shape any exported transformer subnet has; nothing here depends on a
 supernet family.
 """
@@ -17,9 +18,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from nas.errors import ConfigError
-from nas.measure.deployed_accuracy import deployed_top1
-from nas.measure.int8 import (
+from nas.deploy.int8 import (
     float_kept_nodes,
     has_torch_int8_kernels,
     is_int8_graph,
@@ -28,17 +27,19 @@ from nas.measure.int8 import (
     quantized_engine,
     torch_int8_scheme,
 )
-from nas.measure.latency import LatencyProtocol, deployable, measure_latency
-from nas.measure.ort_kernels import optimized_op_types
-from nas.measure.targets import HardwareTarget, default_registry
-from nas.measure.weight_only import (
+from nas.deploy.onnx_export import export_module_onnx
+from nas.deploy.ort_kernels import optimized_op_types
+from nas.deploy.weight_only import (
     W4_BLOCK_SIZE,
     is_w4_graph,
     quantize_onnx_w4,
     w4_weights,
 )
-from nas.onnx_export import export_module_onnx
-from nas.static import FakeQuantize
+from nas.elastic.quantization import FakeQuantize
+from nas.errors import ConfigError
+from nas.measure.deployed_accuracy import deployed_top1
+from nas.measure.latency import LatencyProtocol, deployable, measure_latency
+from nas.measure.targets import HardwareTarget, default_registry
 
 FAST = LatencyProtocol(warmup=1, repeats=3, noise_cv=100.0, calibration_batches=2)
 SHAPE = (4, 1, 16, 16)  # 16 tokens of 4x4 patches

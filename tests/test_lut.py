@@ -17,7 +17,7 @@ from nas.measure.lut import (
 )
 from nas.measure.targets import default_registry
 from nas.space import SearchSpace
-from nas.supernet import Supernet
+from nas.supernets.base import Supernet
 
 FAST = LatencyProtocol(warmup=1, repeats=3, noise_cv=100.0, calibration_batches=1)
 SPACES = {

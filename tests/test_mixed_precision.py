@@ -11,21 +11,21 @@ import torch
 from torch import nn
 
 import search_spaces
-from nas.errors import ConfigError
-from nas.measure.deployed_accuracy import deployed_top1
-from nas.measure.latency import LatencyProtocol, _ort_session, deployable, measure_latency
-from nas.measure.mixed_precision import (
+from nas.deploy.mixed_precision import (
     FULL_BITS,
     kernel_for,
     layer_bits,
     layer_nodes,
     scope_module,
 )
+from nas.deploy.ort_kernels import optimized_op_types
+from nas.deploy.weight_only import w4_weights
+from nas.errors import ConfigError
+from nas.measure.deployed_accuracy import deployed_top1
+from nas.measure.latency import LatencyProtocol, _ort_session, deployable, measure_latency
 from nas.measure.onnx_deploy import onnx_for_target
-from nas.measure.ort_kernels import optimized_op_types
 from nas.measure.targets import HardwareTarget, default_registry
-from nas.measure.weight_only import w4_weights
-from nas.supernet import Supernet
+from nas.supernets.base import Supernet
 
 BLOCK_BITS = (4, 8, 32)
 LINEARS = ("attention.qkv.1", "attention.proj.1", "mlp.1", "mlp.4")
@@ -243,7 +243,7 @@ def test_mixed_needs_onnxruntime_and_the_layers_bits(compiled: dict, tmp_path: P
 
 def test_a_cnn_maps_its_convolutions_with_batchnorm_folded_in(tmp_path: Path) -> None:
     """The exporter folds BatchNorm into each convolution; the mapping still finds the layer."""
-    from nas.onnx_export import export_module_onnx
+    from nas.deploy.onnx_export import export_module_onnx
 
     space = search_spaces.get("tiny_cnn")
     torch.manual_seed(0)

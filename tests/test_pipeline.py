@@ -26,12 +26,18 @@ import pandas as pd
 import pytest
 import torch
 
-from nas.config import ExperimentSpec
-from nas.export import exported_paths, file_sha256, library_versions, load_exported, read_card
+from nas.artifacts.export import (
+    exported_paths,
+    file_sha256,
+    library_versions,
+    load_exported,
+    read_card,
+)
 from nas.pipeline import STAGE_FUNCTIONS, ResolvedExperiment, RunContext, run_experiment
+from nas.pipeline.run_dir import StaleStagesError, inside_run
 from nas.results import ResultStore
-from nas.run_dir import StaleStagesError, inside_run
 from nas.space import SearchSpace
+from nas.spec.config import ExperimentSpec
 from nas.subnet import SubnetConfig
 from nas.training.sampling import dimension_kind
 from tests.front_checks import check_exported_front

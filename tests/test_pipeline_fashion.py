@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nas.config import ExperimentSpec
-from nas.data import fashion_mnist_dir
-from nas.export import exported_paths, read_card
-from nas.idx import read_idx_split
+from nas.artifacts.export import exported_paths, read_card
+from nas.data.datasets import fashion_mnist_dir
+from nas.data.idx import read_idx_split
 from nas.pipeline import run_experiment
+from nas.spec.config import ExperimentSpec
 from tests.front_checks import check_exported_front, measured_values
 
 REPO = Path(__file__).resolve().parents[1]

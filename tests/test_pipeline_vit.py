@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from nas.config import ExperimentSpec
-from nas.export import exported_paths, load_exported, read_card
+from nas.artifacts.export import exported_paths, load_exported, read_card
 from nas.pipeline import run_experiment
-from nas.static_vit import ViTSubnet
+from nas.spec.config import ExperimentSpec
+from nas.supernets.vit.static import ViTSubnet
 from tests.front_checks import check_exported_front
 
 REPO = Path(__file__).resolve().parents[1]

@@ -12,8 +12,8 @@ import search_spaces
 from nas.errors import ConfigError, IncompatibleArtifactError, UnsafeFileError
 from nas.measure.cost import compute_cost
 from nas.pareto import non_dominated
+from predictors.apps.commands import best_command, parse_configs, predict_command
 from predictors.bundle import ARCHIVE_FILE, BUNDLE_FILE, Predictors, build_archive
-from predictors.commands import best_command, parse_configs, predict_command
 from predictors.dataset import fit_predictor
 from predictors.predictor import InvalidConfigError
 

@@ -20,8 +20,8 @@ from predictors.consistency import (
     duplicate_spread,
 )
 from predictors.dataset import fit_predictor
-from predictors.device_bank import DeviceBank
-from predictors.transfer import fit_transfer
+from predictors.transfer.device_bank import DeviceBank
+from predictors.transfer.few_shot import fit_transfer
 
 
 def _table(hidden: bool, n: int = 240) -> tuple[object, list, np.ndarray]:  # type: ignore[type-arg]

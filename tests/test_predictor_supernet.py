@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import search_spaces
-from nas.data import load_digits_data
+from nas.data.datasets import load_digits_data
 from nas.measure.evaluate import measure_configs as measure_latencies
 from nas.measure.latency import LatencyProtocol
 from nas.measure.targets import HardwareTarget

@@ -13,13 +13,13 @@ from scipy.stats import spearmanr
 
 import search_spaces
 from nas.errors import ConfigError, IncompatibleArtifactError, UnsafeFileError
-from predictors import transfer_cli
-from predictors.device_bank import DeviceBank
+from predictors.apps import transfer_cli
 from predictors.models import make_predictor
 from predictors.predictor import InvalidConfigError
-from predictors.transfer import choose_representation, fit_transfer, representation_scores
-from predictors.transfer_fit import combine, select
-from predictors.transfer_persistence import MANIFEST_FILE, load_transfer, save_transfer
+from predictors.transfer.device_bank import DeviceBank
+from predictors.transfer.few_shot import choose_representation, fit_transfer, representation_scores
+from predictors.transfer.fit import combine, select
+from predictors.transfer.persistence import MANIFEST_FILE, load_transfer, save_transfer
 
 
 def _small_fbnet() -> tuple[object, list, np.ndarray]:

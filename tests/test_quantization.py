@@ -3,7 +3,7 @@ from __future__ import annotations
 import torch
 
 from nas.elastic import ElasticActQuant
-from nas.quantization import fake_quant_activation, fake_quant_weight, round_ste
+from nas.elastic.quantization import fake_quant_activation, fake_quant_weight, round_ste
 
 
 def test_round_ste_value_is_exact_and_gradient_is_identity() -> None:

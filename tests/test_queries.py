@@ -16,8 +16,8 @@ from fastapi.testclient import TestClient
 
 import search_spaces
 from nas.cli import main
+from predictors.apps.service import create_app
 from predictors.bundle import Predictors, build_archive
-from predictors.service import create_app
 from tests.test_predictor_bundle import make_bundle
 
 

@@ -16,13 +16,13 @@ import pytest
 import torch
 
 import search_spaces
-from nas.data import load_digits_data
+from nas.artifacts.export import export_subnet, load_exported, read_card
+from nas.data.datasets import load_digits_data
+from nas.data.resolution import resize, step_resolution
 from nas.errors import ConfigError
-from nas.export import export_subnet, load_exported, read_card
 from nas.measure.accuracy import evaluate_accuracy
 from nas.measure.cost import compute_cost, count_module_cost
-from nas.resolution import resize, step_resolution
-from nas.supernet import Supernet
+from nas.supernets.base import Supernet
 from nas.training import TrainConfig
 from nas.training.loop import Trainer
 
@@ -105,8 +105,8 @@ def test_export_takes_raw_pixels_at_the_data_size_and_resizes_inside(
 
 
 def test_a_target_resolution_is_refused_for_a_space_that_searches_it(tmp_path: Path) -> None:
-    from nas.config import ExperimentSpec
-    from nas.resolve import resolve
+    from nas.spec.config import ExperimentSpec
+    from nas.spec.resolve import resolve
 
     spec = tmp_path / "spec.toml"
     spec.write_text(

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from predictors.apps.service import create_app
 from predictors.bundle import Predictors, build_archive
-from predictors.service import create_app
 from tests.test_predictor_bundle import make_bundle
 
 

@@ -25,10 +25,10 @@ import pytest
 import uvicorn
 
 from nas.errors import ConfigError, IncompatibleArtifactError, UnsafeFileError
-from nas.front import InfeasibleError
+from nas.search.front import InfeasibleError
+from predictors.apps.service import create_app, server_config
 from predictors.bundle import Predictors, build_archive
 from predictors.predictor import InvalidConfigError
-from predictors.service import create_app, server_config
 from tests.test_predictor_bundle import make_bundle
 
 BODY_TIMEOUT = 1.0

@@ -22,9 +22,9 @@ from fastapi.testclient import TestClient
 from scipy.stats import spearmanr
 
 from nas.measure.cost import compute_cost
-from predictors.device_bank import DeviceBank
-from predictors.service import create_app, server_config
-from predictors.transfer import fit_transfer
+from predictors.apps.service import create_app, server_config
+from predictors.transfer.device_bank import DeviceBank
+from predictors.transfer.few_shot import fit_transfer
 from tests.test_predictor_bundle import make_bundle
 
 README = Path(__file__).resolve().parents[1] / "README.md"

@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nas.cli import main
-from nas.config import spec_schema
+from nas.spec.config import spec_schema
 from nas.spec_fields import MAX_INT
 from tests.spec_cases import BASE_SPEC, BadCase, _base_type, _literal_choices, bad_cases, to_toml
 
@@ -293,16 +293,16 @@ def test_hand_made_bad_specs_are_refused(name: str, tmp_path: Path) -> None:
 
 
 def test_the_spec_reference_is_current() -> None:
-    from nas.spec_reference import render
+    from nas.spec.reference import render
 
     reference = Path(__file__).resolve().parents[1] / "docs" / "spec.md"
-    assert reference.read_text() == render(), "run: python -m nas.spec_reference > docs/spec.md"
+    assert reference.read_text() == render(), "run: python -m nas.spec.reference > docs/spec.md"
 
 
 def test_validate_refuses_a_changed_spec_on_a_started_run(tmp_path: Path) -> None:
     """`nas validate` says what `nas run` would: a started stage's inputs differ from the spec."""
-    from nas.config import ExperimentSpec
-    from nas.run_dir import INPUTS_FILE, stage_inputs
+    from nas.pipeline.run_dir import INPUTS_FILE, stage_inputs
+    from nas.spec.config import ExperimentSpec
 
     run_dir = tmp_path / "out"
     spec_file = tmp_path / "spec.toml"

@@ -35,7 +35,7 @@ def test_w4_is_allowed_only_on_onnxruntime_naming_keys_and_allowed_values() -> N
 
 
 def test_w4_target_resolves_when_onnxruntime_has_matmul_nbits() -> None:
-    from nas.measure.ort_kernels import ort_has_kernel
+    from nas.deploy.ort_kernels import ort_has_kernel
 
     assert ort_has_kernel("MatMulNBits")  # onnxruntime >= 1.17 is a dependency
     registry = default_registry()
@@ -45,7 +45,7 @@ def test_w4_target_resolves_when_onnxruntime_has_matmul_nbits() -> None:
 
 
 def test_a_missing_onnxruntime_kernel_is_refused_in_one_line() -> None:
-    from nas.measure.ort_kernels import ort_has_kernel, require_ort_kernel
+    from nas.deploy.ort_kernels import ort_has_kernel, require_ort_kernel
 
     # the same probe and refusal a w4 target goes through, on an operator no build registers
     assert not ort_has_kernel("MatMulNBitsNotAnOperator")

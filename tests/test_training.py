@@ -11,11 +11,11 @@ import pytest
 import torch
 
 import search_spaces
-from nas.data import load_digits_data
+from nas.data.datasets import load_digits_data
 from nas.elastic import ElasticBatchNorm2d
 from nas.errors import ConfigError, IncompatibleArtifactError, UnsafeFileError
 from nas.measure.accuracy import evaluate_accuracy
-from nas.supernet import Supernet
+from nas.supernets.base import Supernet
 from nas.training.augment import MAX_SHIFT, augment_batch, random_shift, shift_offsets
 from nas.training.checkpoint import (
     MODEL_FILE,

@@ -21,10 +21,10 @@ from ray.train.torch import TorchTrainer
 from safetensors.torch import load_file, save_file
 
 import search_spaces
-from nas.data import load_digits_data
+from nas.data.datasets import load_digits_data
 from nas.errors import ConfigError
 from nas.execution.ray_training import train_supernet
-from nas.supernet import Supernet
+from nas.supernets.base import Supernet
 from nas.training.checkpoint import latest_checkpoint, load_checkpoint, load_supernet
 from nas.training.config import TrainConfig
 from nas.training.sampling import sandwich_configs
@@ -139,7 +139,7 @@ TRAIN_SCRIPT = textwrap.dedent(
     """
     import sys
     import search_spaces
-    from nas.data import load_digits_data
+    from nas.data.datasets import load_digits_data
     from nas.execution.ray_training import train_supernet
     from nas.training.config import TrainConfig
 

@@ -12,8 +12,8 @@ import torch
 
 import search_spaces
 from nas.errors import ConfigError
-from nas.supernet import Supernet
-from nas.supernets.vit import ViTSupernet
+from nas.supernets.base import Supernet
+from nas.supernets.vit.supernet import ViTSupernet
 
 REPO = Path(__file__).resolve().parents[1]
 

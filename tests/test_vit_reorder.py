@@ -15,12 +15,12 @@ import pytest
 import torch
 
 import search_spaces
-from nas.data import load_data
+from nas.data.datasets import load_data
 from nas.errors import ConfigError
 from nas.space import SearchSpace
 from nas.subnet import SubnetConfig
-from nas.supernet import Supernet
-from nas.supernets.vit import ViTSupernet, vit_arch
+from nas.supernets.base import Supernet
+from nas.supernets.vit.supernet import ViTSupernet, vit_arch
 from nas.training.config import TrainConfig
 from nas.training.loop import Trainer, make_optimizer, reorders_after, train_locally
 

@@ -1,6 +1,7 @@
 """Elastic quantization bit-width for activations: one learnable scale per bit-width (LSQ).
 
-Weights need no state: :func:`nas.quantization.fake_quant_weight` derives per-channel scales from
+Weights need no state: :func:`nas.elastic.quantization.fake_quant_weight` derives per-channel
+scales from
 the active weight. Activations need a clipping range, and one range cannot serve 4 and 8 bits at
 once, so each bit-width choice owns its scale. 32 bits is the identity.
 """
@@ -12,8 +13,13 @@ import math
 import torch
 from torch import Tensor, nn
 
-from nas.quantization import FULL_PRECISION, fake_quant_activation, fake_quant_weight, qmax_for
-from nas.static import FakeQuantize
+from nas.elastic.quantization import (
+    FULL_PRECISION,
+    FakeQuantize,
+    fake_quant_activation,
+    fake_quant_weight,
+    qmax_for,
+)
 
 __all__ = ["ElasticActQuant", "fake_quant_weight"]
 
@@ -54,7 +60,7 @@ class ElasticActQuant(nn.Module):
 
     @torch.no_grad()
     def export(self, bits: int) -> nn.Module:
-        """A static :class:`~nas.static.FakeQuantize`, or ``nn.Identity`` at full precision."""
+        """A static :class:`~nas.elastic.quantization.FakeQuantize`; ``nn.Identity`` at 32 bits."""
         if bits >= FULL_PRECISION:
             return nn.Identity()
         return FakeQuantize(self.scale(bits).detach().clone(), bits)

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from nas.quantization import fake_quant_weight
+from nas.elastic.quantization import fake_quant_weight
 
 
 class ElasticLayerNorm(nn.Module):

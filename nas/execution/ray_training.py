@@ -29,7 +29,7 @@ import torch
 from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchConfig, TorchTrainer
 
-from nas.data import ImageData
+from nas.data.datasets import ImageData
 from nas.errors import ConfigError, StorageError
 from nas.execution.placement import ensure_ray
 from nas.space import SearchSpace

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from nas.data import ImageData
-from nas.resolution import images_for
+from nas.data.datasets import ImageData
+from nas.data.resolution import images_for
 from nas.subnet import SubnetConfig
 from nas.training.recalibrate import recalibrate_bn
 
@@ -24,7 +24,7 @@ def evaluate_accuracy(
     """Top-1 accuracy (fraction) of ``config`` on ``split``.
 
     Images are resized to ``config``'s resolution where the space searches it
-    (:mod:`nas.resolution`). Re-calibrates the supernet's BN statistics for ``config`` on the
+    (:mod:`nas.data.resolution`). Re-calibrates the supernet's BN statistics for ``config`` on the
     first ``n_calib`` images of the ``calib`` split first (in place: pass a copy to keep the
     caller's buffers). Batches of 256 keep a subnet's activations in cache: on a 2-core CPU
     they evaluate 2.8× faster than batches of 1,024.

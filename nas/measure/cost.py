@@ -7,45 +7,14 @@ module counter checks it on exported networks (tests assert they agree exactly).
 from __future__ import annotations
 
 import itertools
-import math
-from dataclasses import asdict, dataclass
 
 import torch
 from torch import Tensor, nn
 
-from nas.quantization import FULL_PRECISION
+from nas.elastic.quantization import FakeQuantize
 from nas.space import SearchSpace
-from nas.static import FakeQuantize
 from nas.subnet import SubnetConfig
-
-FLOAT_BYTES = 4
-
-
-@dataclass(frozen=True)
-class Cost:
-    """Size and compute of one network for a single input image."""
-
-    params: int
-    macs: int
-    model_size_bytes: int
-
-    def metrics(self) -> dict[str, float]:
-        """As metric names with units (``params_m``, ``macs_m``, ``model_size_bytes``)."""
-        return {
-            "params_m": self.params / 1e6,
-            "macs_m": self.macs / 1e6,
-            "model_size_bytes": float(self.model_size_bytes),
-        }
-
-    def to_dict(self) -> dict[str, int]:
-        return asdict(self)
-
-
-def weight_bytes(numel: int, out_channels: int, bits: int) -> int:
-    """Packed weights plus one fp32 scale per output channel when quantized."""
-    if bits >= FULL_PRECISION:
-        return numel * FLOAT_BYTES
-    return math.ceil(numel * bits / 8) + out_channels * FLOAT_BYTES
+from nas.supernets.cost_model import FLOAT_BYTES, Cost, weight_bytes
 
 
 def compute_cost(
@@ -67,7 +36,8 @@ def count_module_cost(module: nn.Module, input_shape: tuple[int, ...]) -> Cost:
     MACs: a convolution's weight per output position, a linear map's weight per position it is
     applied at (every token of a transformer), plus ``matmul_macs(tokens)`` of modules that
     declare it (attention products). A convolution's or linear map's bit-width is read from the
-    :class:`~nas.static.FakeQuantize` immediately preceding it in its ``nn.Sequential`` (how
+    :class:`~nas.elastic.quantization.FakeQuantize` immediately preceding it in its
+    ``nn.Sequential`` (how
     exported subnets are built).
     """
     macs = 0

@@ -4,7 +4,7 @@ The supernet scores a subnet with fake quantization at its per-layer bits; a tar
 different model: ``fp32`` runtimes run the float weights without fake quantization, ``int8``
 ones run real int8 kernels (torch FX or dynamic linear, ONNX Runtime QDQ) calibrated on the
 calibration split, ``w4`` runs ONNX Runtime's 4-bit ``MatMulNBits`` linear layers, ``mixed``
-each layer on the kernel of its block's bits (:mod:`nas.measure.mixed_precision`).
+each layer on the kernel of its block's bits (:mod:`nas.deploy.mixed_precision`).
 Both can change predictions, so each exported subnet reports ``top1_test@<target>`` beside the
 supernet's ``top1_test``.
 """
@@ -17,9 +17,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from nas.measure.int8 import quantize_torch_int8, quantized_engine
+from nas.deploy.int8 import quantize_torch_int8, quantized_engine
+from nas.deploy.mixed_precision import layer_bits
 from nas.measure.latency import _ort_session, deployable
-from nas.measure.mixed_precision import layer_bits
 from nas.measure.targets import HardwareTarget
 
 

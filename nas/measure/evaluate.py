@@ -16,18 +16,18 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
-from nas.arch import arch_of
+from nas.data.resolution import config_resolution
 from nas.measure.cost import compute_cost
 from nas.measure.latency import LatencyProtocol, deployable, measure_latency
 from nas.measure.targets import HardwareTarget
-from nas.resolution import config_resolution
 from nas.results import Evaluation, ResultStore
-from nas.static import MBConv
 from nas.subnet import SubnetConfig
+from nas.supernets import arch_of
+from nas.supernets.mbconv.static import MBConv
 
 if TYPE_CHECKING:
     from nas.execution.base import Executor
-    from nas.supernet import Supernet
+    from nas.supernets.base import Supernet
 
 FLOAT_BYTES = 4
 
@@ -36,7 +36,8 @@ def peak_activation_bytes(module: nn.Module, input_shape: tuple[int, ...]) -> in
     """Largest fp32 activation footprint live at once, for sequential execution.
 
     For every leaf layer: its input plus its output, plus the block input kept alive for the
-    shortcut when the layer sits inside a residual :class:`~nas.static.MBConv`. Buffers are
+    shortcut when the layer sits inside a residual :class:`~nas.supernets.mbconv.static.MBConv`.
+    Buffers are
     assumed freed after their last use (what an inference runtime's memory planner does).
     """
     peak = 0

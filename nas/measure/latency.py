@@ -4,14 +4,14 @@ Protocol (also in ``benchmarks/README_measure.md``):
 
 1. The module is the *exported static subnet* (never the elastic supernet), in eval mode, with
    its fake-quantization nodes removed: a float runtime would not execute them in deployment,
-   and int8 targets get real integer kernels instead (see :mod:`nas.measure.int8`).
+   and int8 targets get real integer kernels instead (see :mod:`nas.deploy.int8`).
 2. It is compiled for the target: torch eager under ``torch.inference_mode()``; torch int8
    on the x86 backend, FX static quantization for convolutional networks and dynamic int8
-   ``nn.Linear`` for linear-dominated ones (:func:`nas.measure.int8.torch_int8_scheme`); ONNX
+   ``nn.Linear`` for linear-dominated ones (:func:`nas.deploy.int8.torch_int8_scheme`); ONNX
    Runtime (CPU provider, full graph optimisation) on the exported ONNX graph, int8 as a static
    QDQ model, ``w4`` with every linear layer as a 4-bit ``MatMulNBits``, ``mixed`` with each
    layer at its block's bits, read before fake quantization is removed
-   (:mod:`nas.measure.mixed_precision`; all in :mod:`nas.measure.onnx_deploy`). A target whose
+   (:mod:`nas.deploy.mixed_precision`; all in :mod:`nas.measure.onnx_deploy`). A target whose
    kernels the installed runtime lacks is refused before anything is compiled.
 3. Threads are pinned for the whole measurement: ``torch.set_num_threads(target.threads)``
    (restored afterwards) or ``intra_op_num_threads=target.threads, inter_op_num_threads=1``.
@@ -37,18 +37,18 @@ import numpy as np
 import torch
 from torch import nn
 
+from nas.deploy.int8 import quantize_torch_int8, quantized_engine
+from nas.deploy.mixed_precision import layer_bits
+from nas.elastic.quantization import FakeQuantize
 from nas.errors import ConfigError
-from nas.measure.int8 import quantize_torch_int8, quantized_engine
-from nas.measure.mixed_precision import layer_bits
 from nas.measure.targets import HardwareTarget
-from nas.static import FakeQuantize
 
 
 class NoisyMeasurementWarning(RuntimeWarning):
     """A latency measurement's coefficient of variation exceeded the protocol's threshold.
 
     ``cv`` and ``limit`` travel with the warning so a caller can tally a whole stage's noise
-    into one line (:mod:`nas.console`).
+    into one line (:mod:`nas.pipeline.console`).
     """
 
     def __init__(self, message: str, *, cv: float = float("nan"), limit: float = 0.1) -> None:
@@ -149,7 +149,7 @@ def summarize_latency(
 
 
 def deployable(module: nn.Module) -> nn.Module:
-    """An eval-mode copy of ``module`` with every :class:`~nas.static.FakeQuantize` removed."""
+    """An eval-mode copy of ``module`` without its fake-quantization modules."""
     model = copy.deepcopy(module).eval()
 
     def strip(parent: nn.Module) -> None:
@@ -253,7 +253,7 @@ def measure_latency(
 
     Example:
         >>> import search_spaces
-        >>> from nas.supernet import Supernet
+        >>> from nas.supernets.base import Supernet
         >>> from nas.measure.targets import default_registry
         >>> space = search_spaces.get("tiny_cnn")
         >>> subnet = Supernet(space).export(space.smallest())

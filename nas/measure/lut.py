@@ -3,7 +3,7 @@
 Each layer of a subnet (the stem, every MBConv block, the head = optional 1×1 conv + pooling +
 classifier) is keyed by its shape: ``(kind, in, out, hidden, kernel, stride, bits, resolution
 at its input)``, where ``bits`` is the precision the target *executes* (32 for fp32 targets, 8
-for int8 targets; see :mod:`nas.measure.int8` for why a config's fake-quant bits do not change
+for int8 targets; see :mod:`nas.deploy.int8` for why a config's fake-quant bits do not change
 latency). :func:`build_latency_table` measures every unique key once, in isolation, as a static
 module taken from an exported subnet, on the target itself. A config's latency is predicted as
 the sum of its layers' entries, optionally mapped through an affine correction
@@ -26,19 +26,19 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 from torch import Tensor, nn
 
-from nas.arch import mbconv_arch
+from nas.data.resolution import config_resolution, has_resolution
+from nas.deploy.int8 import GlobalAvgPool
 from nas.errors import ConfigError
-from nas.measure.int8 import GlobalAvgPool
 from nas.measure.latency import LatencyProtocol, measure_latency
 from nas.measure.targets import HardwareTarget
-from nas.resolution import config_resolution, has_resolution
 from nas.space import SearchSpace
 from nas.subnet import SubnetConfig
-from nas.supernets.mbconv import make_plan
+from nas.supernets.mbconv.arch import mbconv_arch
+from nas.supernets.mbconv.supernet import make_plan
 
 if TYPE_CHECKING:
-    from nas.static import Subnet
-    from nas.supernet import Supernet
+    from nas.supernets.base import Supernet
+    from nas.supernets.mbconv.static import Subnet
 
 LayerKind = Literal["stem", "block", "head"]
 FORMAT_VERSION = 1

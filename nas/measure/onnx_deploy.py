@@ -4,11 +4,11 @@ One function, used by latency (:mod:`nas.measure.latency`) and deployed accuracy
 (:mod:`nas.measure.deployed_accuracy`) alike, so both time and score the same graph:
 
 * ``fp32``: the export itself;
-* ``int8``: static QDQ int8 (:func:`nas.measure.int8.quantize_onnx_int8`), calibrated on the
+* ``int8``: static QDQ int8 (:func:`nas.deploy.int8.quantize_onnx_int8`), calibrated on the
   given batches;
 * ``w4``: every linear layer as 4-bit ``MatMulNBits``
-  (:func:`nas.measure.weight_only.quantize_onnx_w4`), no calibration;
-* ``mixed``: each layer at its block's bits (:func:`nas.measure.mixed_precision.onnx_mixed`):
+  (:func:`nas.deploy.weight_only.quantize_onnx_w4`), no calibration;
+* ``mixed``: each layer at its block's bits (:func:`nas.deploy.mixed_precision.onnx_mixed`):
   ``MatMulNBits`` at <= 4 bits, QDQ int8 at 5-8 (calibrated), float at 32.
 """
 
@@ -20,11 +20,11 @@ from pathlib import Path
 import numpy as np
 from torch import nn
 
-from nas.measure.int8 import quantize_onnx_int8
-from nas.measure.mixed_precision import onnx_mixed
+from nas.deploy.int8 import quantize_onnx_int8
+from nas.deploy.mixed_precision import onnx_mixed
+from nas.deploy.onnx_export import export_module_onnx
+from nas.deploy.weight_only import quantize_onnx_w4
 from nas.measure.targets import HardwareTarget
-from nas.measure.weight_only import quantize_onnx_w4
-from nas.onnx_export import export_module_onnx
 
 
 def onnx_for_target(
@@ -44,7 +44,7 @@ def onnx_for_target(
         directory: Where the files go (the caller owns and removes it).
         calibration: Input batches for int8 activation ranges (unused by fp32 and w4).
         bits: For ``mixed``: each layer's bits by module name,
-            :func:`~nas.measure.mixed_precision.layer_bits` of the module *before* its fake
+            :func:`~nas.deploy.mixed_precision.layer_bits` of the module *before* its fake
             quantization was stripped (``model`` no longer carries them).
 
     Returns:

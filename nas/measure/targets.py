@@ -51,7 +51,7 @@ class HardwareTarget:
             x86 quantized backend); ``"w4"`` (runtime ``onnxruntime`` only) for 4-bit
             weight-only linear layers run by ONNX Runtime's ``MatMulNBits`` (other layers stay
             float); ``"mixed"`` (runtime ``onnxruntime`` only) for each layer at the bits its
-            block has in the config (:mod:`nas.measure.mixed_precision`: <= 4 bits on 4-bit
+            block has in the config (:mod:`nas.deploy.mixed_precision`: <= 4 bits on 4-bit
             ``MatMulNBits``, 5-8 on int8 kernels, 32 in float); never fake-quantized float
             timing.
         threads: Intra-op threads the runtime is pinned to while timing.
@@ -107,7 +107,7 @@ class HardwareTarget:
         builds a one-node session once per process.
         """
         if self.precision in ("w4", "mixed"):
-            from nas.measure.weight_only import require_w4_kernels
+            from nas.deploy.weight_only import require_w4_kernels
 
             require_w4_kernels(needed_by=f"target {self.name!r} (precision {self.precision!r})")
 

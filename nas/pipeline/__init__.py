@@ -10,7 +10,7 @@ evaluation or epoch in flight.
 
 from nas.pipeline.context import AccuracyEvaluator, RunContext, stage_done
 from nas.pipeline.run import STAGE_FUNCTIONS, run_experiment
-from nas.resolve import ResolvedExperiment, resolve, train_config
+from nas.spec.resolve import ResolvedExperiment, resolve, train_config
 
 __all__ = [
     "STAGE_FUNCTIONS",

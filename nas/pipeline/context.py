@@ -11,26 +11,26 @@ from typing import Any
 
 import torch
 
-from nas.data import ImageData, load_data
+from nas.artifacts.export import write_json_atomic
+from nas.data.datasets import ImageData, load_data
 from nas.errors import ConfigError
-from nas.export import write_json_atomic
-from nas.front import MeasuredSubnet
 from nas.measure.cost import compute_cost
 from nas.measure.evaluate import measure_config
 from nas.measure.latency import LatencyProtocol
 from nas.measure.targets import HardwareTarget
-from nas.resolve import (
+from nas.pipeline.run_dir import inside_run
+from nas.results import ResultStore
+from nas.search.front import MeasuredSubnet
+from nas.search.objectives import NO_TARGET
+from nas.space import SearchSpace
+from nas.spec.resolve import (
     ACCURACY_METRIC,
     LATENCY_METRIC,
     ResolvedExperiment,
     check_data_fits,
 )
-from nas.results import ResultStore
-from nas.run_dir import inside_run
-from nas.search.objectives import NO_TARGET
-from nas.space import SearchSpace
 from nas.subnet import SubnetConfig
-from nas.supernet import Supernet
+from nas.supernets.base import Supernet
 
 
 # -- stage bookkeeping --------------------------------------------------------------------------

@@ -14,9 +14,9 @@ from typing import Any
 
 import pandas as pd
 
-from nas.console import progress_bar
-from nas.export import export_subnet, file_sha256, read_card
-from nas.front import MeasuredSubnet
+from nas.artifacts.export import export_subnet, file_sha256, read_card
+from nas.data.resolution import images_for
+from nas.pipeline.console import progress_bar
 from nas.pipeline.context import (
     RunContext,
     latency_protocol,
@@ -25,17 +25,17 @@ from nas.pipeline.context import (
     measured_subnets,
     stage_done,
 )
-from nas.resolution import images_for
-from nas.resolve import (
+from nas.pipeline.run_dir import inside_run, relative_to_run
+from nas.results import ResultStore
+from nas.search.front import MeasuredSubnet
+from nas.search.objectives import split_metric_key
+from nas.spec.resolve import (
     ACCURACY_METRIC,
     COST_METRICS,
     LATENCY_METRIC,
     TEST_ACCURACY_METRIC,
     ResolvedExperiment,
 )
-from nas.results import ResultStore
-from nas.run_dir import inside_run, relative_to_run
-from nas.search.objectives import split_metric_key
 from nas.subnet import SubnetConfig
 
 
@@ -51,8 +51,8 @@ def remeasure_competitors(ctx: RunContext, *, max_rounds: int = 6) -> list[Measu
     re-measures the two best non-dominated layers (among feasible subnets) of whatever is not
     yet re-measured, until the front consists of re-measured subnets only.
     """
-    from nas.front import complete, feasible_mask, nondomination_ranks
     from nas.measure.evaluate import measure_configs as measure_latencies
+    from nas.search.front import complete, feasible_mask, nondomination_ranks
 
     exp = ctx.exp
     final = _final_latency_store(exp)
@@ -116,8 +116,8 @@ def run_export(ctx: RunContext) -> dict[str, Any]:
     measured values, with its contenders' latencies re-measured in one session; each exported
     subnet is then scored once on the test split, which selection never saw.
     """
-    from nas.front import measured_front, thin
     from nas.measure.accuracy import evaluate_accuracy
+    from nas.search.front import measured_front, thin
     from predictors.bundle import Predictors
 
     exp = ctx.exp

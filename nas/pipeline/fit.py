@@ -5,17 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from nas.export import write_json_atomic
+from nas.artifacts.export import write_json_atomic
 from nas.pipeline.context import (
     RunContext,
     measured_results,
 )
-from nas.resolve import (
+from nas.pipeline.run_dir import relative_to_run
+from nas.search.objectives import NO_TARGET
+from nas.spec.resolve import (
     ACCURACY_METRIC,
     LATENCY_METRIC,
 )
-from nas.run_dir import relative_to_run
-from nas.search.objectives import NO_TARGET
 
 
 def run_predictors(ctx: RunContext) -> dict[str, Any]:

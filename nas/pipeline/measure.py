@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from nas.console import progress_bar
+from nas.pipeline.console import progress_bar
 from nas.pipeline.context import (
     RunContext,
     accuracy_evaluator,
@@ -12,11 +12,11 @@ from nas.pipeline.context import (
     latency_protocol,
     measured_results,
 )
-from nas.resolve import (
+from nas.pipeline.run_dir import relative_to_run
+from nas.search.objectives import NO_TARGET
+from nas.spec.resolve import (
     ResolvedExperiment,
 )
-from nas.run_dir import relative_to_run
-from nas.search.objectives import NO_TARGET
 from nas.subnet import SubnetConfig
 
 

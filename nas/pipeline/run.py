@@ -8,10 +8,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from nas.config import ExperimentSpec
-from nas.console import tally_noisy_latency
+from nas.artifacts.export import write_json_atomic
 from nas.errors import ConfigError, format_choice_error
-from nas.export import write_json_atomic
+from nas.pipeline.console import tally_noisy_latency
 from nas.pipeline.context import (
     RunContext,
     mark_done,
@@ -22,7 +21,8 @@ from nas.pipeline.fit import run_predictors
 from nas.pipeline.measure import run_measure
 from nas.pipeline.search import run_search_stage
 from nas.pipeline.train import run_train
-from nas.resolve import (
+from nas.spec.config import ExperimentSpec
+from nas.spec.resolve import (
     ResolvedExperiment,
     resolve,
     train_config,
@@ -52,7 +52,7 @@ def run_experiment(
     ``superseded/<time>/`` and they are redone. ``force`` with nothing stale redoes the requested
     stages and everything after them. The output directory is locked for the whole run.
     """
-    from nas.run_dir import RunLock, refuse_stale, stale_stages, supersede
+    from nas.pipeline.run_dir import RunLock, refuse_stale, stale_stages, supersede
 
     for stage in stages:
         if stage not in STAGE_FUNCTIONS:
@@ -85,7 +85,7 @@ def run_experiment(
 
 def _run_stage(ctx: RunContext, stage: str) -> None:
     """Run one stage, recording its spec inputs when it starts and in its DONE marker."""
-    from nas.run_dir import INPUTS_FILE, stage_inputs
+    from nas.pipeline.run_dir import INPUTS_FILE, stage_inputs
 
     exp = ctx.exp
     start = time.perf_counter()

@@ -14,18 +14,18 @@ from nas.pipeline.context import (
     measured_results,
     measured_subnets,
 )
-from nas.resolve import (
+from nas.results import ResultStore
+from nas.spec.resolve import (
     COST_METRICS,
     SLOW_ASK_SEARCHERS,
     available_metrics,
 )
-from nas.results import ResultStore
 
 
 def run_search_stage(ctx: RunContext) -> dict[str, Any]:
     """Search (on predicted or measured metrics), then measure the front for real."""
-    from nas.front import measured_front
     from nas.search import MetricEvaluator, make_searcher, measure_front, run_search
+    from nas.search.front import measured_front
     from nas.search.hv_history import write_history
     from nas.search.optuna_record import JOURNAL_FILE, OptunaRecord, record_measured_front
 

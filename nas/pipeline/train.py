@@ -7,10 +7,10 @@ from typing import Any
 from nas.pipeline.context import (
     RunContext,
 )
-from nas.resolve import (
+from nas.pipeline.run_dir import relative_to_run
+from nas.spec.resolve import (
     train_config,
 )
-from nas.run_dir import relative_to_run
 
 
 def run_train(ctx: RunContext) -> dict[str, Any]:

@@ -20,10 +20,13 @@ from typing import TYPE_CHECKING, Any
 from nas.errors import ConfigError
 
 if TYPE_CHECKING:
-    from nas.measure.cost import Cost
     from nas.space import SearchSpace
     from nas.subnet import SubnetConfig
     from nas.supernets.base import Supernet
+    from nas.supernets.cost_model import Cost
+
+
+BIT_CHOICES: tuple[int, ...] = (2, 3, 4, 5, 6, 7, 8, 16, 32)  # every family's allowed bits
 
 
 def _load(path: str) -> Any:
@@ -71,17 +74,17 @@ class SupernetFamily:
 FAMILIES: dict[str, SupernetFamily] = {
     "mbconv": SupernetFamily(
         name="mbconv",
-        arch="nas.arch:MBConvArch",
-        supernet="nas.supernets.mbconv:MBConvSupernet",
-        cost="nas.supernets.mbconv_cost:mbconv_cost",
+        arch="nas.supernets.mbconv.arch:MBConvArch",
+        supernet="nas.supernets.mbconv.supernet:MBConvSupernet",
+        cost="nas.supernets.mbconv.cost:mbconv_cost",
         example_space="tiny_cnn",
         doc="MobileNet-style inverted residual CNN: depth, width, kernel, expand ratio, bits",
     ),
     "vit": SupernetFamily(
         name="vit",
-        arch="nas.vit_arch:ViTArch",
-        supernet="nas.supernets.vit:ViTSupernet",
-        cost="nas.supernets.vit_cost:vit_cost",
+        arch="nas.supernets.vit.arch:ViTArch",
+        supernet="nas.supernets.vit.supernet:ViTSupernet",
+        cost="nas.supernets.vit.cost:vit_cost",
         example_space="vit_tiny",
         doc="Vision Transformer: depth, embed dim, heads and MLP ratio per layer, bits",
         reorders=True,
@@ -118,4 +121,24 @@ def compute_cost(
     return family_of(space).cost_function(space, config, resolution=resolution)
 
 
-__all__ = ["FAMILIES", "SupernetFamily", "compute_cost", "family_of", "names"]
+def arch_of(space: SearchSpace) -> Any:
+    """The architecture a space was built from, of any registered supernet family.
+
+    Every family's architecture has ``in_channels``, ``num_classes`` and ``resolution``.
+
+    Raises:
+        ConfigError: the space has no supernet (table-backed spaces).
+    """
+    family_of(space)
+    return space.metadata["arch"]
+
+
+__all__ = [
+    "BIT_CHOICES",
+    "FAMILIES",
+    "SupernetFamily",
+    "arch_of",
+    "compute_cost",
+    "family_of",
+    "names",
+]

@@ -82,7 +82,7 @@ class Supernet(nn.Module):
 
     def export_onnx(self, config: SubnetConfig, path: str | Path, *, batch_size: int = 1) -> Path:
         """Write the exported subnet as ONNX (input ``[batch, C, R, R]``, dynamic batch)."""
-        from nas.onnx_export import export_module_onnx
+        from nas.deploy.onnx_export import export_module_onnx
 
         return export_module_onnx(
             self.export(config).eval(), self.input_shape(batch_size, config), Path(path)
@@ -92,7 +92,7 @@ class Supernet(nn.Module):
         self, batch_size: int = 1, config: SubnetConfig | None = None
     ) -> tuple[int, int, int, int]:
         """The input shape of ``config`` (its ``resolution``), or the space's design shape."""
-        from nas.resolution import config_resolution
+        from nas.data.resolution import config_resolution
 
         r = self.arch.resolution
         if config is not None:

@@ -28,14 +28,8 @@ import torch
 from torch import Tensor, nn
 
 import search_spaces
-from nas.errors import (
-    ConfigError,
-    IncompatibleArtifactError,
-    MissingArtifactError,
-    UnsafeFileError,
-)
-from nas.export import load_tensors_into, read_safetensors, write_bytes_atomic
-from nas.safe_files import (
+from nas.artifacts.export import load_tensors_into, read_safetensors, write_bytes_atomic
+from nas.artifacts.safe_files import (
     HEAD_BYTES,
     looks_like_pickle,
     read_json_object,
@@ -44,6 +38,12 @@ from nas.safe_files import (
     require_count,
     require_sha256,
     resolve_inside,
+)
+from nas.errors import (
+    ConfigError,
+    IncompatibleArtifactError,
+    MissingArtifactError,
+    UnsafeFileError,
 )
 from nas.space import SearchSpace
 
@@ -298,13 +298,13 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
 def load_supernet(
     path: str | Path, *, space: SearchSpace | None = None
 ) -> tuple[nn.Module, Checkpoint]:
-    """A :class:`~nas.supernet.Supernet` with the checkpoint's weights, and the checkpoint.
+    """A :class:`~nas.supernets.base.Supernet` with the checkpoint's weights, and the checkpoint.
 
     Raises:
         IncompatibleArtifactError: ``space`` differs from the space the checkpoint was trained
             on, or a tensor does not fit the supernet (the message names it).
     """
-    from nas.supernet import Supernet
+    from nas.supernets.base import Supernet
 
     checkpoint = load_checkpoint(path)
     trained_on = checkpoint.state["search_space"]

@@ -23,10 +23,10 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
-from nas.data import ImageData
+from nas.data.datasets import ImageData
+from nas.data.resolution import at_resolution, resize, step_resolution
 from nas.errors import ConfigError
 from nas.measure.accuracy import evaluate_accuracy
-from nas.resolution import at_resolution, resize, step_resolution
 from nas.space import SearchSpace
 from nas.subnet import SubnetConfig
 from nas.training.augment import augment_batch
@@ -41,7 +41,7 @@ from nas.training.sampling import ProgressiveSchedule, sandwich_configs
 from nas.training.step import SandwichObjective, sandwich_backward
 
 if TYPE_CHECKING:
-    from nas.supernet import Supernet
+    from nas.supernets.base import Supernet
 
 METRICS_FILE = "metrics.csv"
 EVAL_STREAM = 2**31  # seed stream of the per-epoch random subnet, apart from step streams
@@ -377,7 +377,7 @@ class Trainer:
         rank: int = 0,
     ) -> Trainer:
         """A fresh supernet (seeded by ``config.seed``) with its optimizer and schedule."""
-        from nas.supernet import Supernet
+        from nas.supernets.base import Supernet
 
         torch.manual_seed(config.seed)
         model = Supernet(space)

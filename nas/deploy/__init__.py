@@ -1,0 +1,1 @@
+"""Deployment formats: ONNX export and int8, weight-only and mixed-precision rewrites."""

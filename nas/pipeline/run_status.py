@@ -1,0 +1,184 @@
+"""What a run directory holds right now: stages done and in flight, counts, front, lock holder.
+
+Reads only the files the pipeline writes (markers, JSONL stores, CSVs), never imports torch or
+Ray, so ``nas status`` and ``nas runs`` answer in well under a second, during a run or after.
+"""
+
+from __future__ import annotations
+
+import csv
+import fcntl
+import json
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from nas.errors import ConfigError
+from nas.pipeline.run_dir import INPUTS_FILE, LOCK_FILE, STAGE_ORDER, SUPERSEDED_DIR, holder_text
+
+SPEC_FILE = "spec.json"
+
+
+def require_run(root: Path, *, key: str = "OUTPUT_DIR") -> Path:
+    """``root`` if it is a run directory (it holds ``spec.json``), else one clear error."""
+    root = Path(root)
+    if not root.is_dir():
+        raise ConfigError(f"{key}={str(root)!r} is not a directory")
+    if not (root / SPEC_FILE).is_file():
+        raise ConfigError(
+            f"{key}={str(root)!r} is not a run directory (it has no {SPEC_FILE}); "
+            "`nas runs FOLDER` lists the runs under a folder"
+        )
+    return root
+
+
+def _json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _jsonl_counts(path: Path) -> Counter[str]:
+    """Complete records per target of a result store (a torn last line is not counted)."""
+    counts: Counter[str] = Counter()
+    if not path.exists():
+        return counts
+    for line in path.read_bytes().split(b"\n")[:-1]:
+        try:
+            counts[str(json.loads(line).get("target"))] += 1
+        except (ValueError, AttributeError):
+            continue
+    return counts
+
+
+def _csv_rows(path: Path) -> list[dict[str, str]]:
+    if not path.exists():
+        return []
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def lock_holder(root: Path) -> str | None:
+    """Who holds the run lock now (``PID … on host …``), or ``None`` when no run is live."""
+    path = root / LOCK_FILE
+    if not path.exists():
+        return None
+    with open(path) as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            return holder_text(fh.read())
+        fcntl.flock(fh, fcntl.LOCK_UN)
+    return None
+
+
+def run_status(root: Path) -> dict[str, Any]:
+    """Stages, counts, hypervolume and front of one run directory, as plain data."""
+    root = require_run(root)
+    spec = _json(root / SPEC_FILE) or {}
+    stages = {}
+    for stage in STAGE_ORDER:
+        done = _json(root / stage / "DONE.json")
+        if done is not None:
+            stages[stage] = {"state": "done", "seconds": done.get("seconds")}
+        elif (root / stage / INPUTS_FILE).exists():
+            stages[stage] = {"state": "in flight" if lock_holder(root) else "interrupted"}
+        else:
+            stages[stage] = {"state": "not started"}
+    measured = _jsonl_counts(root / "measure" / "results.jsonl")
+    history = _csv_rows(root / "search" / "history.csv")
+    front = _csv_rows(root / "export" / "front.csv") or _csv_rows(root / "search" / "front.csv")
+    last = history[-1] if history else {}
+    return {
+        "run": str(root),
+        "name": spec.get("name"),
+        "running": lock_holder(root),
+        "stages": stages,
+        "measured": dict(measured),
+        "searched": sum(_jsonl_counts(root / "search" / "predicted.jsonl").values()),
+        "hypervolume": {k: v for k, v in last.items() if k.startswith(("hv", "hyper", "ref"))},
+        "front": front,
+        "superseded": sorted(p.name for p in (root / SUPERSEDED_DIR).glob("*"))
+        if (root / SUPERSEDED_DIR).exists()
+        else [],
+    }
+
+
+def format_status(status: dict[str, Any]) -> str:
+    """The text ``nas status`` prints."""
+    lines = [f"run {status['run']} ({status['name']})"]
+    lines.append(f"  live: {status['running']}" if status["running"] else "  live: no")
+    for stage, info in status["stages"].items():
+        seconds = info.get("seconds")
+        took = f" in {seconds:.0f} s" if isinstance(seconds, int | float) else ""
+        lines.append(f"  {stage:<11} {info['state']}{took}")
+    if status["measured"]:
+        counts = ", ".join(f"{t}: {n}" for t, n in sorted(status["measured"].items()))
+        lines.append(f"  measured evaluations (target: count): {counts}")
+    if status["searched"]:
+        lines.append(f"  searched (predicted) evaluations: {status['searched']}")
+    if status["hypervolume"]:
+        hv = ", ".join(f"{k} {v}" for k, v in status["hypervolume"].items())
+        lines.append(f"  search hypervolume (last step): {hv}")
+    if status["front"]:
+        lines.append(f"  front: {len(status['front'])} subnets")
+        columns = [c for c in status["front"][0] if c == "subnet" or _shown_metric(c)]
+        lines.append("    " + "  ".join(columns))
+        for row in status["front"]:
+            lines.append("    " + "  ".join(_short(row.get(c, "")) for c in columns))
+    if status["superseded"]:
+        lines.append(f"  superseded outputs: {', '.join(status['superseded'])}")
+    return "\n".join(lines)
+
+
+def _shown_metric(column: str) -> bool:
+    """Measured metrics, without the per-target copies of target-free costs."""
+    name = column.removesuffix(".measured")
+    if name == column:
+        return False
+    return "@" not in name or name.startswith(("latency", "top1"))
+
+
+def _short(value: str) -> str:
+    try:
+        return f"{float(value):.4g}"
+    except ValueError:
+        return value
+
+
+def find_runs(folder: Path, *, max_depth: int = 4) -> Iterator[Path]:
+    """Run directories under ``folder`` (those with ``spec.json``), superseded outputs skipped."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ConfigError(f"FOLDER={str(folder)!r} is not a directory")
+    todo = [(folder, 0)]
+    while todo:
+        path, depth = todo.pop()
+        if (path / SPEC_FILE).is_file():
+            yield path
+            continue
+        if depth < max_depth:
+            children = sorted(
+                (p for p in path.iterdir() if p.is_dir() and p.name != SUPERSEDED_DIR),
+                reverse=True,
+            )
+            todo += [(p, depth + 1) for p in children]
+
+
+def format_runs(folder: Path) -> str:
+    """One line per run: path, name, stages done, live or not, last change."""
+    lines = []
+    for root in find_runs(folder):
+        status = run_status(root)
+        done = [s for s, info in status["stages"].items() if info["state"] == "done"]
+        changed = max((p.stat().st_mtime for p in root.glob("*/DONE.json")), default=None)
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(changed)) if changed else "-"
+        live = "live" if status["running"] else "idle"
+        lines.append(
+            f"{root}  {status['name']}  {len(done)}/{len(STAGE_ORDER)} stages  {live}  {when}"
+        )
+    return "\n".join(lines) if lines else f"no runs under {folder}"

@@ -1,0 +1,1 @@
+"""The experiment spec: TOML parsed into frozen dataclasses, documented and resolved."""

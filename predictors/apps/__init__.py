@@ -1,0 +1,1 @@
+"""Apps over the predictor library: the HTTP service and the predictor commands."""
