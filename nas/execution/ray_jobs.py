@@ -14,7 +14,6 @@ import asyncio
 import importlib.util
 import os
 import shlex
-import shutil
 import sys
 import tarfile
 import tempfile
@@ -30,6 +29,7 @@ import ray
 from ray.exceptions import AuthenticationError
 from ray.job_submission import JobStatus, JobSubmissionClient
 
+from nas.artifacts.safe_archive import DEFAULT_LIMITS, ArchiveError, unpack_archive
 from nas.errors import ConfigError
 from nas.execution.ray_auth import GIVE_TOKEN, TOKEN_HELP, token_source
 
@@ -205,16 +205,20 @@ def _fetch_run(
         return None
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=output_dir.parent, prefix=".nas_submit_") as tmp:
-        archive = Path(tmp) / "run.tar.gz"
+        archive = Path(tmp) / f"{job_id}.tar.gz"
+        received = 0
         with open(archive, "wb") as f:
             for chunk in response.iter_content(chunk_size=1 << 20):
+                received += len(chunk)
+                if received > DEFAULT_LIMITS.max_total_bytes:  # gzip adds next to nothing
+                    raise ArchiveError(
+                        f"{ARCHIVE_FOLDER}/{job_id}.tar.gz: refused: the download is over "
+                        f"{DEFAULT_LIMITS.max_total_bytes >> 20} MiB"
+                    )
                 f.write(chunk)
-        with tarfile.open(archive, "r:gz") as tar:
-            tar.extractall(Path(tmp) / "unpacked", filter="data")  # no links out, no abs paths
-        if output_dir.exists():  # checked empty before submitting
-            output_dir.rmdir()
-        shutil.move(str(Path(tmp) / "unpacked" / "run"), str(output_dir))
-    return output_dir.resolve()
+        # Every member checked by us, never by tarfile's filters; all or nothing into output_dir.
+        label = f"the job's archive {ARCHIVE_FOLDER}/{job_id}.tar.gz"
+        return unpack_archive(archive, output_dir, top="run", label=label)
 
 
 __all__ = ["SubmittedJob", "job_entrypoint", "pack_run", "submit_experiment"]

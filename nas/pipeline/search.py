@@ -58,9 +58,13 @@ def run_search_stage(ctx: RunContext) -> dict[str, Any]:
         f"{'predicted' if spec.search.use_predictors else 'measured'} metrics"
     )
     out = exp.stage_dir("search")
+
+    def warn(message: str) -> None:  # an unreadable journal is set aside, never fatal
+        ctx.log(f"search: warning: {message}")
+
     # every evaluation also lands in an Optuna study: `optuna-dashboard search/optuna.journal`
     record = OptunaRecord(
-        out / JOURNAL_FILE, exp.problem, study_name=spec.name, source=evaluator.source
+        out / JOURNAL_FILE, exp.problem, study_name=spec.name, source=evaluator.source, warn=warn
     )
     result = run_search(
         searcher,
@@ -81,7 +85,11 @@ def run_search_stage(ctx: RunContext) -> dict[str, Any]:
     front.to_csv(out / "front.csv", index=False)
     if evaluator.source == "predicted":
         record_measured_front(
-            out / JOURNAL_FILE, result, front, study_name=f"{spec.name}.measured_front"
+            out / JOURNAL_FILE,
+            result,
+            front,
+            study_name=f"{spec.name}.measured_front",
+            warn=warn,
         )
     # Constraints hold on measured values: say now, before export, when nothing satisfies them.
     measured_front(exp.problem, measured_subnets(exp))

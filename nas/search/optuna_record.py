@@ -12,6 +12,12 @@ damage a kill or a full disk can do is a cut last line, which is cut off on the 
 period. Trials carry their config key, and keys already in the study are skipped, so a resumed
 search adds nothing twice.
 
+The journal is only a side record of what the search's result store holds, so a journal that
+cannot be read (a garbage or binary line mid-file) never stops a resume: it is set aside as
+``optuna.journal.corrupt-<n>`` with one warning naming it, and a fresh journal is rebuilt as the
+resumed search replays its evaluations from the store (:func:`~nas.search.base.run_search`
+hands every stored config to the record again).
+
 Values are in natural units, with each objective's own direction (``maximize`` for ``top1``);
 constraint values go where Optuna and optuna-dashboard read them (``<= 0`` feasible).
 """
@@ -21,7 +27,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +57,15 @@ CONSTRAINTS_ATTR = "constraints"
 """System attribute Optuna's samplers and optuna-dashboard read constraint values from."""
 LOCK_GRACE_S = 5
 """Seconds before a journal lock left by a killed writer is taken over (Optuna's default: 30)."""
+CORRUPT_SUFFIX = ".corrupt-"
+"""An unreadable journal is renamed to ``<name>.corrupt-<n>`` (the first free ``n``)."""
+UNREADABLE_JOURNAL: tuple[type[Exception], ...] = (ValueError, KeyError, TypeError, IndexError)
+"""What replaying a damaged journal raises: JSONDecodeError and UnicodeDecodeError (both
+ValueError), or a JSON line that is not an Optuna log."""
+
+
+class JournalSetAsideWarning(UserWarning):
+    """An unreadable journal was set aside and is being rebuilt from the result store."""
 
 
 def distribution(dim: Dimension) -> BaseDistribution:
@@ -130,6 +145,40 @@ def open_journal(path: str | os.PathLike[str]) -> JournalStorage:
     return JournalStorage(_UnsyncedJournalFile(str(target), lock))
 
 
+def set_aside(path: Path) -> Path:
+    """Rename ``path`` to ``<name>.corrupt-<n>``, the first ``n`` not taken; the new path."""
+    n = 1
+    while (aside := path.with_name(f"{path.name}{CORRUPT_SUFFIX}{n}")).exists():
+        n += 1
+    os.replace(path, aside)
+    return aside
+
+
+def _warn(message: str) -> None:
+    warnings.warn(message, JournalSetAsideWarning, stacklevel=4)
+
+
+def open_or_set_aside(
+    path: str | os.PathLike[str], warn: Callable[[str], None] | None = None
+) -> JournalStorage:
+    """:func:`open_journal`; an unreadable journal is set aside, reported and started afresh.
+
+    ``warn`` gets one line naming the set-aside file (default: a
+    :class:`JournalSetAsideWarning`).
+    """
+    target = Path(path)
+    try:
+        return open_journal(target)
+    except UNREADABLE_JOURNAL as exc:
+        aside = set_aside(target)
+        reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
+        (warn or _warn)(
+            f"{target} could not be read ({reason}); set aside as {aside}, and rebuilt from "
+            "the result store as the search replays it"
+        )
+        return open_journal(target)
+
+
 class OptunaRecord:
     """A study mirroring one search: one completed trial per distinct evaluated config.
 
@@ -138,6 +187,8 @@ class OptunaRecord:
         problem: Gives the study its directions, metric names and parameter distributions.
         study_name: Created on first use, appended to afterwards.
         source: ``"predicted"`` or ``"measured"``, recorded on every trial.
+        warn: Told, in one line, when an unreadable journal is set aside
+            (:func:`open_or_set_aside`).
 
     Raises:
         ConfigError: If the study exists with other objectives.
@@ -150,6 +201,7 @@ class OptunaRecord:
         *,
         study_name: str,
         source: Source = "measured",
+        warn: Callable[[str], None] | None = None,
     ) -> None:
         self._problem = problem
         self._source = source
@@ -158,7 +210,7 @@ class OptunaRecord:
             "maximize" if o.direction == "max" else "minimize" for o in problem.objectives
         ]
         self.study = optuna.create_study(
-            storage=open_journal(self.path),
+            storage=open_or_set_aside(self.path, warn),
             study_name=study_name,
             directions=directions,
             load_if_exists=True,
@@ -227,7 +279,12 @@ class OptunaRecord:
 
 
 def record_measured_front(
-    path: str | os.PathLike[str], result: SearchResult, front: pd.DataFrame, *, study_name: str
+    path: str | os.PathLike[str],
+    result: SearchResult,
+    front: pd.DataFrame,
+    *,
+    study_name: str,
+    warn: Callable[[str], None] | None = None,
 ) -> int:
     """The measured values of a predicted search's front (``measure_front``'s frame) as a study.
 
@@ -236,5 +293,7 @@ def record_measured_front(
     """
     keys = result.problem.metric_keys
     rows = [{k: float(r[f"{k}.measured"]) for k in keys} for r in front.to_dict("records")]
-    record = OptunaRecord(path, result.problem, study_name=study_name, source="measured")
+    record = OptunaRecord(
+        path, result.problem, study_name=study_name, source="measured", warn=warn
+    )
     return record.add(None, result.front_configs, rows)

@@ -166,6 +166,28 @@ def _error_loc(request: Request, exc: Exception) -> list[Any]:
     return [where, match.group(1)] if match else [where]
 
 
+def _echoable(value: Any) -> bool:
+    """Whether ``value`` is short and strict JSON (no NaN or Infinity, which JSON lacks)."""
+    try:
+        return len(json.dumps(value, allow_nan=False)) <= MAX_ECHO_CHARS
+    except (ValueError, TypeError, RecursionError):
+        return False
+
+
+def _encodable_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
+    """Validation errors that always encode: an ``input`` or ``ctx`` that would not is left out.
+
+    Echoing a NaN back made the 422 itself fail to encode: a 500 that dropped the connection.
+    """
+    out = []
+    for error in jsonable_encoder(errors):
+        for key in ("input", "ctx"):
+            if key in error and not _echoable(error[key]):
+                del error[key]
+        out.append(error)
+    return out
+
+
 def _check_limit(name: str, value: float, *, integer: bool = False) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ConfigError(f"{name}={value!r} must be a number")
@@ -468,12 +490,8 @@ def create_app(
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-        """FastAPI's 422, without echoing large inputs (a whole body sent as a string) back."""
-        errors = jsonable_encoder(exc.errors())
-        for error in errors:
-            if len(json.dumps(error.get("input"))) > MAX_ECHO_CHARS:
-                error.pop("input", None)
-        return JSONResponse({"detail": errors}, status_code=422)
+        """FastAPI's 422, echoing no input that is large or not JSON (NaN, Infinity)."""
+        return JSONResponse({"detail": _encodable_errors(exc.errors())}, status_code=422)
 
     _mount_docs(app)
     registry = DeviceRegistry(

@@ -15,9 +15,12 @@ new bundle. The routes (added by :func:`add_transfer_routes`, state in :class:`D
 
 Added devices live in memory (lost when the service stops) unless ``devices_dir`` is given:
 each is then saved there as a transfer-predictor manifest (JSON, never a pickle) and loaded
-when the service starts. Bad input answers 422 with ``loc`` naming the field
+when the service starts; a saved device that does not load (a bad manifest, a ``target`` other
+than its folder's name, another metric, more than :data:`MAX_DEVICES` folders) refuses the start
+with one error naming the file. Bad input answers 422 with ``loc`` naming the field
 (``["body", "measurements", 3, "latency_ms"]``, ``["body", "bank", "configs", 0, "s0.depth"]``,
-``["query", "n"]``).
+``["query", "n"]``). Latencies are bounded (:data:`MIN_LATENCY_MS` to :data:`MAX_LATENCY_MS`),
+device names follow :data:`TARGET_PATTERN`, and a fit is saved only once it has succeeded.
 """
 
 from __future__ import annotations
@@ -30,21 +33,60 @@ from typing import Annotated, Any
 
 import numpy as np
 from fastapi import FastAPI, HTTPException, Query
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+)
 from starlette.concurrency import run_in_threadpool
 
 from nas.errors import ConfigError, IncompatibleArtifactError
 from nas.space import SearchSpace
+from predictors.bundle import LATENCY_METRIC
 from predictors.predictor import ConfigEncoder, InvalidConfigError
 from predictors.transfer.device_bank import DeviceBank
-from predictors.transfer.few_shot import MIN_TARGET_SAMPLES, TransferPredictor, fit_transfer
+from predictors.transfer.few_shot import (
+    MIN_TARGET_SAMPLES,
+    TransferPredictor,
+    check_distinct,
+    fit_transfer,
+)
 
 MAX_DEVICES = 64
 """Most devices one service adds (each holds a copy of the bank's predicted latencies)."""
 TARGET_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
-"""Allowed device names: also a safe directory name under ``devices_dir``."""
+"""Allowed device names (targets and bank devices): also a safe directory name."""
+MAX_NAME_CHARS = 100
+"""Longest device name."""
+_DEVICE_NAME = re.compile(TARGET_PATTERN)
+MIN_LATENCY_MS = 1e-6
+MAX_LATENCY_MS = 1e7
+"""Physical bounds of a latency (a nanosecond to about three hours): beyond them a value is a
+unit mistake, and its logarithm would overflow the fit."""
 
-Milliseconds = Annotated[float, Field(gt=0, allow_inf_nan=False, strict=True)]
+
+def _physical_ms(value: float) -> float:
+    if not MIN_LATENCY_MS <= value <= MAX_LATENCY_MS:
+        raise ValueError(
+            f"latency {value!r} ms is outside the physical bounds "
+            f"{MIN_LATENCY_MS:g}..{MAX_LATENCY_MS:g} ms"
+        )
+    return value
+
+
+Milliseconds = Annotated[
+    float,
+    Field(
+        allow_inf_nan=False,
+        strict=True,
+        json_schema_extra={"minimum": MIN_LATENCY_MS, "maximum": MAX_LATENCY_MS},
+    ),
+    AfterValidator(_physical_ms),
+]
 ConfigValue = StrictInt | StrictFloat | StrictStr
 
 
@@ -80,7 +122,9 @@ class AddDeviceRequest(BaseModel):
             ]
         },
     )
-    target: StrictStr = Field(pattern=TARGET_PATTERN, max_length=100, description="device name")
+    target: StrictStr = Field(
+        pattern=TARGET_PATTERN, max_length=MAX_NAME_CHARS, description="device name"
+    )
     measurements: list[Measurement] = Field(min_length=MIN_TARGET_SAMPLES)
     bank: BankBody | None = Field(default=None, description="default: the service's bank")
 
@@ -106,16 +150,25 @@ def summary(predictor: TransferPredictor) -> dict[str, Any]:
     }
 
 
+def device_name_problem(name: object) -> str | None:
+    """Why ``name`` is not a device name (the rule of :data:`TARGET_PATTERN`), or ``None``."""
+    if isinstance(name, str) and len(name) <= MAX_NAME_CHARS and _DEVICE_NAME.fullmatch(name):
+        return None
+    return (
+        f"device name {name!r} must match {TARGET_PATTERN} (letters, digits, '_', '.', '-') "
+        f"in at most {MAX_NAME_CHARS} characters"
+    )
+
+
 _BANK_LATENCY = re.compile(r"^bank\.latency\[(['\"])(.*?)\1\](?:\[(\d+)\])?")
 
 
 def bank_from_body(space: SearchSpace, body: BankBody, loc: Sequence[Any]) -> DeviceBank:
     """A :class:`DeviceBank` of ``space``, or a 422 whose ``loc`` (below ``loc``) names the key."""
     for device, values in body.latency.items():
-        if not device or "@" in device:
-            raise _unprocessable(
-                [*loc, "latency", device], f"device name {device!r} must be non-empty, no '@'"
-            )
+        problem = device_name_problem(device)
+        if problem is not None:
+            raise _unprocessable([*loc, "latency", device], problem)
         if len(values) != len(body.configs):
             raise _unprocessable(
                 [*loc, "latency", device],
@@ -169,17 +222,44 @@ class DeviceRegistry:
             self._load_saved(self.devices_dir)
 
     def _load_saved(self, directory: Path) -> None:
-        from predictors.transfer.persistence import MANIFEST_FILE, load_transfer
+        """Every saved device, or one error naming the first bad file (the start is refused)."""
+        from predictors.transfer.persistence import MANIFEST_FILE
 
         if directory.exists() and not directory.is_dir():
             raise ConfigError(f"devices_dir={str(directory)!r} is a file, not a directory")
-        for manifest in sorted(directory.glob(f"*/{MANIFEST_FILE}")):
-            predictor = load_transfer(manifest.parent, space=self.space)
-            if predictor.name in self.reserved:
-                raise IncompatibleArtifactError(
-                    f"{manifest}: {predictor.name!r} is already a predictor of the bundle"
-                )
+        manifests = sorted(directory.glob(f"*/{MANIFEST_FILE}"))
+        if len(manifests) > MAX_DEVICES:
+            raise IncompatibleArtifactError(
+                f"devices_dir={str(directory)!r} holds {len(manifests)} saved devices; a service "
+                f"holds at most {MAX_DEVICES} (remove some folders)"
+            )
+        for manifest in manifests:
+            predictor = self._load_device(manifest)
             self._devices[predictor.name] = predictor
+
+    def _load_device(self, manifest: Path) -> TransferPredictor:
+        """One saved device, checked as ``POST /devices`` would have checked it."""
+        from predictors.transfer.persistence import load_transfer
+
+        predictor = load_transfer(manifest.parent, space=self.space)
+        folder = manifest.parent.name
+        problems = [
+            device_name_problem(predictor.target),
+            None
+            if predictor.target == folder
+            else f"target={predictor.target!r} is not its folder's name {folder!r}",
+            None
+            if predictor.metric == LATENCY_METRIC
+            else f"metric={predictor.metric!r} is not {LATENCY_METRIC!r}",
+            *(device_name_problem(d) for d in predictor.devices),
+            None
+            if predictor.name not in self.reserved
+            else f"{predictor.name!r} is already a predictor of the bundle",
+        ]
+        problem = next((p for p in problems if p is not None), None)
+        if problem is not None:
+            raise IncompatibleArtifactError(f"{manifest}: {problem}")
+        return predictor
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -224,12 +304,16 @@ class DeviceRegistry:
             )
         configs = [m.config for m in request.measurements]
         try:
-            ConfigEncoder(self.space)(configs)
+            X = ConfigEncoder(self.space)(configs)
         except InvalidConfigError as exc:
             where: list[Any] = ["body", "measurements", exc.index, "config"]
             raise _unprocessable([*where, exc.key] if exc.key else where, str(exc)) from exc
         pairs = [(m.config, m.latency_ms) for m in request.measurements]
-        predictor = fit_transfer(bank, pairs, target=request.target, space=self.space)
+        try:
+            check_distinct(self.space, X, key="measurements")
+            predictor = fit_transfer(bank, pairs, target=request.target, space=self.space)
+        except ConfigError as exc:  # too few distinct configs, or a fit that is not finite
+            raise _unprocessable(["body", "measurements"], str(exc)) from exc
         with self._lock:
             replaced = name in self._devices
             if not replaced and len(self._devices) >= MAX_DEVICES:

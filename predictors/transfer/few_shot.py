@@ -22,7 +22,7 @@ bank wins.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -45,10 +45,13 @@ from predictors.transfer.device_bank import (
 from predictors.transfer.fit import ALPHAS, LAMBDAS, select
 
 MIN_TARGET_SAMPLES = 3
-"""Fewest target measurements :func:`fit_transfer` accepts (leave-one-out needs three)."""
+"""Fewest target measurements, and distinct configs among them, :func:`fit_transfer` accepts
+(leave-one-out needs three)."""
 KIND = "transfer"
 AUTO_CANDIDATES: tuple[str, ...] = ("both", "smooth")
 """Representations :func:`choose_representation` compares (ties: the first)."""
+MAX_ABS_LOG_LATENCY = 100.0
+"""Largest ``|log(ms)|`` a fit may predict for a bank architecture (``exp`` stays finite)."""
 VALIDATION_DRAWS = 2
 """Reference draws (seeds 0, 1) per bank device in :func:`choose_representation`."""
 MIN_RELATIVE_GAIN = 0.02
@@ -183,6 +186,42 @@ class TransferPredictor:
 
 
 # -- fitting --------------------------------------------------------------------------------------
+def check_distinct(space: SearchSpace, X: np.ndarray, *, key: str) -> None:
+    """ConfigError naming ``key`` unless ``X`` holds :data:`MIN_TARGET_SAMPLES` distinct configs.
+
+    Repeats of one architecture give the fit one point: its weights would be fitted to nothing.
+    """
+    distinct = len(set(row_keys(space.canonical_indices(X))))
+    if distinct < MIN_TARGET_SAMPLES:
+        raise ConfigError(
+            f"{key} has {len(X)} measurement(s) of {distinct} distinct config(s); at least "
+            f"{MIN_TARGET_SAMPLES} distinct configs are needed (see DeviceBank.references)"
+        )
+
+
+def _check_finite(predictor: TransferPredictor, held_out: np.ndarray) -> None:
+    """ConfigError unless every number of the fit is finite (an inf is refused when saved)."""
+    parts: dict[str, np.ndarray | float] = {
+        "weights": predictor.weights,
+        "intercept": predictor.intercept,
+        "bank_log_pred": predictor.bank_log_pred,
+        "fallback_coef": predictor.fallback_coef,
+        "fallback_intercept": predictor.fallback_intercept,
+    }
+    for name, values in parts.items():
+        if not np.isfinite(values).all():
+            raise ConfigError(
+                f"target_measurements: the fit's {name} is not finite; the latencies are out of "
+                "any physical range (milliseconds expected)"
+            )
+    predicted = np.concatenate([predictor.bank_log_pred, held_out])
+    if np.abs(predicted).max(initial=0.0) > MAX_ABS_LOG_LATENCY:
+        raise ConfigError(
+            "target_measurements: the fit predicts latencies beyond "
+            f"exp({MAX_ABS_LOG_LATENCY:g}) ms; the latencies are out of any physical range"
+        )
+
+
 def _split_measurements(
     measurements: Sequence[tuple[ConfigLike, float]],
 ) -> tuple[list[ConfigLike], list[Any]]:
@@ -286,6 +325,7 @@ def fit_transfer(
         X = ConfigEncoder(bank.space)(configs)
     except ConfigError as exc:
         raise type(exc)(f"target_measurements: {exc}", **_error_fields(exc)) from exc
+    check_distinct(bank.space, X, key="target_measurements")
     y = check_latencies(values, key="target_measurements latency_ms")
     check_duplicates(bank.space, X, y, metric=f"{bank.metric}@{target}")
     t = np.log(y)
@@ -299,12 +339,7 @@ def fit_transfer(
     w, intercept = model.w, model.intercept
     total = w.reshape(-1, len(bank.devices)).sum(axis=0)  # per device, over representations
     beta = model.beta if model.beta is not None else np.zeros(coef.shape[0])
-    report = None
-    if quality:
-        report = QualityReport.from_predictions(
-            y, np.exp(held_out), n_train=len(y) - 1, metric=f"{bank.metric}@{target}"
-        )
-    return TransferPredictor(
+    predictor = TransferPredictor(
         space=bank.space,
         metric=bank.metric,
         target=target,
@@ -320,9 +355,15 @@ def fit_transfer(
         fallback_coef=coef @ total + beta,
         fallback_intercept=intercept + float(bank_intercept @ total),
         n_train=len(y),
-        quality=report,
         representation=representation,
     )
+    _check_finite(predictor, held_out)
+    if not quality:
+        return predictor
+    report = QualityReport.from_predictions(
+        y, np.exp(held_out), n_train=len(y) - 1, metric=f"{bank.metric}@{target}"
+    )
+    return replace(predictor, quality=report)
 
 
 def choose_representation(bank: DeviceBank, n: int) -> str:

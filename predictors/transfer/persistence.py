@@ -5,9 +5,14 @@ and fingerprint, the weights over the bank devices, the predicted log-latency of
 architecture and the linear fallback for the others, and the leave-one-out quality. Everything is
 numbers and strings, so loading builds no object beyond the space's feature transformer.
 
+Saving writes nothing unless the whole manifest is finite JSON; a folder it had to create is
+removed again if the write fails.
+
 Loading refuses, naming the file and the field: a path that is a file (a pickle, say), a
-manifest that is not JSON or of another format or version, a field missing or of the wrong
-type or length, a non-finite number, or (with ``space=``) another search space.
+manifest that is not JSON (or nested too deeply to parse) or of another format or version, a
+field missing or of the wrong type or length, a non-finite number, negative or absurd weights
+(beyond :data:`MAX_WEIGHT`) or log-latencies, ``n_train`` < 1, repeated device names, or (with
+``space=``) another search space.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -22,13 +28,13 @@ from typing import Any
 import numpy as np
 import sklearn
 
-from nas.artifacts.safe_files import require
+from nas.artifacts.safe_files import require, write_bytes_atomic
 from nas.errors import IncompatibleArtifactError, MissingArtifactError, UnsafeFileError
 from nas.space import SearchSpace
 from predictors.persistence import describe_space_difference, space_from_schema, space_schema
-from predictors.quality import QualityReport, write_json_atomic
+from predictors.quality import QualityReport
 from predictors.transfer.device_bank import REPRESENTATIONS
-from predictors.transfer.few_shot import KIND, TransferPredictor
+from predictors.transfer.few_shot import KIND, MAX_ABS_LOG_LATENCY, TransferPredictor
 
 FORMAT = "nas-transfer-predictor"
 FORMAT_VERSION = 2
@@ -37,14 +43,32 @@ READABLE_VERSIONS = (1, 2)
 MANIFEST_FILE = "manifest.json"
 MAX_MANIFEST_BYTES = 256 * 1024 * 1024
 """Larger manifests are refused before parsing (a bank of a million rows is ~60 MiB)."""
+MAX_WEIGHT = 1e3
+"""Largest weight of a bank device on log-latency (a fit gives about 0..10: a power law)."""
 
 
 def save_transfer(predictor: TransferPredictor, path: str | os.PathLike[str]) -> Path:
-    """Write ``predictor`` to the directory ``path`` (created; manifest replaced atomically)."""
+    """Write ``predictor`` to the directory ``path`` (created; manifest replaced atomically).
+
+    Raises:
+        ValueError: a non-finite number (nothing is written, no folder is left behind).
+    """
     directory = Path(path)
+    payload = json.dumps(_manifest(predictor), indent=2, allow_nan=False) + "\n"  # before disk
+    created = not directory.exists()
     directory.mkdir(parents=True, exist_ok=True)
+    try:
+        write_bytes_atomic(directory / MANIFEST_FILE, payload.encode())
+    except BaseException:
+        if created:
+            shutil.rmtree(directory, ignore_errors=True)
+        raise
+    return directory
+
+
+def _manifest(predictor: TransferPredictor) -> dict[str, Any]:
     quality = predictor.quality.to_dict() if predictor.quality is not None else None
-    manifest = {
+    return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "metric": predictor.metric,
@@ -69,8 +93,6 @@ def save_transfer(predictor: TransferPredictor, path: str | os.PathLike[str]) ->
         },
         "quality": quality,
     }
-    write_json_atomic(directory / MANIFEST_FILE, manifest)
-    return directory
 
 
 def _vector(model: Mapping[str, Any], key: str, *, file: Path, length: int | None) -> np.ndarray:
@@ -94,6 +116,33 @@ def _number(model: Mapping[str, Any], key: str, *, file: Path) -> float:
     return value
 
 
+def _weights(model: Mapping[str, Any], *, file: Path, length: int) -> np.ndarray:
+    weights = _vector(model, "weights", file=file, length=length)
+    if ((weights < 0) | (weights > MAX_WEIGHT)).any():
+        bad = float(weights[(weights < 0) | (weights > MAX_WEIGHT)][0])
+        raise IncompatibleArtifactError(
+            f"{file}: model.weights holds {bad!r}; weights must be in 0..{MAX_WEIGHT:g}"
+        )
+    return weights
+
+
+def _log_latencies(model: Mapping[str, Any], *, file: Path, length: int) -> np.ndarray:
+    values = _vector(model, "bank_log_pred", file=file, length=length)
+    if np.abs(values).max(initial=0.0) > MAX_ABS_LOG_LATENCY:
+        raise IncompatibleArtifactError(
+            f"{file}: model.bank_log_pred must be log-milliseconds within "
+            f"±{MAX_ABS_LOG_LATENCY:g} (a larger one overflows the prediction)"
+        )
+    return values
+
+
+def _n_train(model: Mapping[str, Any], *, file: Path) -> int:
+    value = require(model, "n_train", int, file=file, prefix="model.")
+    if value < 1:
+        raise IncompatibleArtifactError(f"{file}: model.n_train={value!r} must be >= 1")
+    return int(value)
+
+
 def read_transfer_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Parse the manifest of a saved transfer predictor and check its format (no model built)."""
     directory = Path(path)
@@ -113,6 +162,8 @@ def read_transfer_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
         manifest = json.loads(file.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise IncompatibleArtifactError(f"{file} is not complete JSON ({exc})") from exc
+    except RecursionError as exc:
+        raise IncompatibleArtifactError(f"{file} is nested too deeply to be a manifest") from exc
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         found = manifest.get("format") if isinstance(manifest, dict) else None
         raise IncompatibleArtifactError(f"{file}: format={found!r} is not {FORMAT!r}")
@@ -162,6 +213,9 @@ def load_transfer(
     devices = require(model, "devices", list, file=file, prefix="model.")
     if not devices or not all(isinstance(d, str) and d for d in devices):
         raise IncompatibleArtifactError(f"{file}: model.devices must be non-empty device names")
+    if len(set(devices)) != len(devices):
+        repeated = next(d for d in devices if devices.count(d) > 1)
+        raise IncompatibleArtifactError(f"{file}: model.devices names {repeated!r} twice")
     representation = "raw"
     if manifest["format_version"] >= 2:
         representation = require(model, "representation", str, file=file, prefix="model.")
@@ -183,15 +237,15 @@ def load_transfer(
             metric=manifest["metric"],
             target=manifest["target"],
             devices=tuple(devices),
-            weights=_vector(model, "weights", file=file, length=n_weights),
+            weights=_weights(model, file=file, length=n_weights),
             intercept=_number(model, "intercept", file=file),
             alpha=_number(model, "alpha", file=file),
             lam=None if model.get("lam") is None else _number(model, "lam", file=file),
             bank_X=X,
-            bank_log_pred=_vector(model, "bank_log_pred", file=file, length=len(X)),
+            bank_log_pred=_log_latencies(model, file=file, length=len(X)),
             fallback_coef=_vector(model, "fallback_coef", file=file, length=None),
             fallback_intercept=_number(model, "fallback_intercept", file=file),
-            n_train=int(_number(model, "n_train", file=file)),
+            n_train=_n_train(model, file=file),
             quality=QualityReport.from_dict(quality) if quality is not None else None,
             representation=representation,
             space_fingerprint=str(saved["fingerprint"]),
