@@ -56,6 +56,7 @@ import torch
 from torch import Tensor, nn
 
 import search_spaces
+from benchmarks.provenance import provenance
 from nas.artifacts.export import exported_paths, read_card
 from nas.data.datasets import IdxSplitSizes, ImageData, load_data
 from nas.errors import ConfigError
@@ -72,6 +73,7 @@ from nas.supernets.base import Supernet
 from nas.training.augment import augment_batch
 from nas.training.checkpoint import load_supernet
 from nas.training.config import TrainConfig
+from nas.training.ema import WeightAverage
 from nas.training.loop import (
     epoch_loader,
     make_optimizer,
@@ -102,8 +104,9 @@ DEFAULT_THREADS_PER_WORKER = 1
 FAMILY_ORDER = ((0, 0), (1, 1), (2, 2), (1, 0), (2, 1), (0, 1), (1, 2), (0, 2), (2, 0))
 LEVELS = 3
 OUT_DIR = Path("benchmarks/out")
-GOAL_GAP_PP = 1.0
-GOAL_TAU = 0.7
+GOAL_GAP_PP = -0.5  # mean gap supernet − standalone at least this, CI upper end above 0
+GOAL_TAU = 0.8
+RESULTS_DIR = Path("benchmarks/results")
 
 
 # -- the run -------------------------------------------------------------------------------------
@@ -355,6 +358,9 @@ def train_standalone(
     The optimizer, schedule, data order and augmentation are the supernet's own
     (``make_optimizer``, ``make_scheduler``, ``epoch_loader``, ``augment_batch``); the step is
     ``sandwich_backward`` with no students, i.e. a plain label-loss step of one network.
+    The recipe parts that apply to one network apply here too (``zero_init_residual``,
+    ``ema_decay``, ``lr_floor``, label smoothing); a ``warm_start`` does not: twins start
+    from scratch.
 
     Returns:
         The trained model (a supernet only ever run at ``config``) and its training cost:
@@ -362,9 +368,12 @@ def train_standalone(
     """
     torch.manual_seed(recipe.seed)
     model = Supernet(space)
+    if recipe.zero_init_residual:
+        model.zero_init_residuals()  # type: ignore[operator]
     objective = SandwichObjective(model)
     optimizer = make_optimizer(model, recipe)
     scheduler = make_scheduler(optimizer, recipe, steps_per_epoch(data, recipe))
+    ema = WeightAverage(model, recipe.ema_decay) if recipe.ema_decay > 0 else None
     model.train()
     cpu, wall = time.process_time(), time.perf_counter()
     step = 0
@@ -384,10 +393,12 @@ def train_standalone(
             if recipe.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
             optimizer.step()
+            if ema is not None:
+                ema.update()
             scheduler.step()
             step += 1
     cost = {"cpu_s": time.process_time() - cpu, "wall_s": time.perf_counter() - wall}
-    return model, cost
+    return (model if ema is None else ema.module), cost  # type: ignore[return-value]
 
 
 def run_standalone_job(job: StandaloneJob) -> dict[str, Any]:
@@ -667,7 +678,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     space = run.space
     seed = settings.seed if settings.seed is not None else int(run.spec["seed"])
     recipe = dataclasses.replace(
-        run.recipe, seed=seed, epochs=settings.epochs or run.recipe.epochs
+        run.recipe, seed=seed, epochs=settings.epochs or run.recipe.epochs, warm_start=""
     )
     sizes = split_sizes(run.spec, train=2000 if settings.quick else None)
     data = load_fashion(int(run.spec["seed"]), sizes)
@@ -823,8 +834,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "supernet_training_remeasured": supernet_remeasured,
         "family_training": {"cpu_s": family_cpu, "wall_s": family_wall, "threads": 1},
         "goals": {
-            "mean_gap_within_1pp": abs(summary["mean_gap_pp"]) <= GOAL_GAP_PP,
-            "kendall_tau_ge_0.7": summary["kendall_tau"] >= GOAL_TAU,
+            "mean_gap_ge_-0.5pp": summary["mean_gap_pp"] >= GOAL_GAP_PP,
+            "gap_ci95_upper_above_0": summary["ci95_high_pp"] > 0,
+            "kendall_tau_ge_0.8": summary["kendall_tau"] >= GOAL_TAU,
+            "higher_hv_both_references": hv["front"]["hv"] > hv["family"]["hv"]
+            and hv["front"]["hv_nadir_ref"] > hv["family"]["hv_nadir_ref"],
             "higher_hv": hv["front"]["hv"] > hv["family"]["hv"],
             "lower_cost": supernet_cost["cpu_s"] < family_cpu,
             "lower_cost_remeasured": supernet_remeasured["cpu_s"] < family_cpu,
@@ -838,8 +852,43 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         OUT_DIR / f"weight_sharing{suffix}_family.csv", index=False
     )
     (OUT_DIR / f"weight_sharing{suffix}.json").write_text(json.dumps(report, indent=2))
+    if not settings.quick:
+        results = committed_result(part1, summary, hv, supernet_cost, family_cpu, report, argv)
+        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+        (RESULTS_DIR / "weight_sharing.json").write_text(json.dumps(results, indent=1) + "\n")
     print_report(part1, family_frame, front_frame, report)
     return report
+
+
+def committed_result(
+    part1: pd.DataFrame,
+    summary: dict[str, float],
+    hv: dict[str, dict[str, float]],
+    supernet_cost: dict[str, Any],
+    family_cpu: float,
+    report: dict[str, Any],
+    argv: Sequence[str] | None,
+) -> dict[str, Any]:
+    """The small file committed under ``benchmarks/results/``: what the README quotes."""
+    return {
+        **provenance("benchmarks.weight_sharing", None if argv is None else list(argv)),
+        "split": "test (official 10,000 images), after selection on the validation split",
+        "recipe": report["recipe"],
+        "mean_gap_pp": summary["mean_gap_pp"],
+        "gap_ci95": [summary["ci95_low_pp"], summary["ci95_high_pp"]],
+        "n_subnets": summary["n"],
+        "kendall_tau": summary["kendall_tau"],
+        "hv_front": hv["front"]["hv"],
+        "hv_family": hv["family"]["hv"],
+        "hv_front_nadir_ref": hv["front"]["hv_nadir_ref"],
+        "hv_family_nadir_ref": hv["family"]["hv_nadir_ref"],
+        "reference_point": report["reference_point"],
+        "cpu_s_supernet": supernet_cost["cpu_s"],
+        "cpu_s_supernet_remeasured": report["supernet_training_remeasured"]["cpu_s"],
+        "cpu_s_family": family_cpu,
+        "goals": report["goals"],
+        "subnets": part1.drop(columns=["config_key"]).to_dict(orient="records"),
+    }
 
 
 def print_report(
@@ -855,8 +904,11 @@ def print_report(
         f"95 % t interval [{s['ci95_low_pp']:+.2f}, {s['ci95_high_pp']:+.2f}] pp. "
         f"Kendall τ {s['kendall_tau']:.3f} (p = {s['kendall_p']:.3f})."
     )
-    print(f"Goal |mean gap| ≤ {GOAL_GAP_PP} pp: {_met(goals['mean_gap_within_1pp'])}.")
-    print(f"Goal τ ≥ {GOAL_TAU}: {_met(goals['kendall_tau_ge_0.7'])}.")
+    print(
+        f"Goal mean gap ≥ {GOAL_GAP_PP} pp: {_met(goals['mean_gap_ge_-0.5pp'])}; interval's "
+        f"upper end above 0: {_met(goals['gap_ci95_upper_above_0'])}."
+    )
+    print(f"Goal τ ≥ {GOAL_TAU}: {_met(goals['kendall_tau_ge_0.8'])}.")
 
     hv = report["hypervolume"]
     both = pd.concat([family, front])

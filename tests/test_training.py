@@ -61,6 +61,11 @@ BAD_VALUES = {
     "label_smoothing": 1.5,
     "eval_split": "train",
     "phases": ("width", "kernel"),
+    "lr_floor": 1.5,
+    "label_smoothing_on": "students",
+    "zero_init_residual": "yes",
+    "ema_decay": 1.0,
+    "warm_start": 3,
 }
 
 

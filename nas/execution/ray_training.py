@@ -87,8 +87,11 @@ def _worker_loop(loop_config: dict[str, Any]) -> None:
         if rank != 0:
             ray.train.report({k: v for k, v in row.items() if k != "phase"})
             continue
-        row.update(evaluate_epoch(model.cpu() if device.type != "cpu" else model, data, config))
-        model.to(device)
+        evaluated = trainer.evaluated_model
+        row.update(
+            evaluate_epoch(evaluated.cpu() if device.type != "cpu" else evaluated, data, config)
+        )
+        evaluated.to(device)
         write_metrics_row(run_dir / METRICS_FILE, row)
         with tempfile.TemporaryDirectory() as tmp:
             trainer.save(tmp, epoch, row)

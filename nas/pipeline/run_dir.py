@@ -74,11 +74,33 @@ def stage_inputs(spec: Any, stage: str) -> dict[str, Any]:
     }
 
 
+def added_key_defaults() -> dict[str, Any]:
+    """``train.<key>`` → default, JSON-shaped: a key a later version added means its default.
+
+    A run recorded before a ``[train]`` key existed trained as that key's default says, so the
+    key's absence from the record is no change when the spec leaves it at its default.
+    """
+    from nas.training.config import TrainConfig
+
+    defaults = TrainConfig().to_dict()
+    defaults.pop("seed")
+    return json.loads(json.dumps({f"train.{k}": v for k, v in defaults.items()}))
+
+
 def changed_keys(recorded: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
-    """``key: old → new`` for every key whose value differs (missing keys included)."""
+    """``key: old → new`` for every key whose value differs (missing keys included).
+
+    >>> changed_keys({"train.epochs": 6}, {"train.epochs": 6, "train.ema_decay": 0.0})
+    []
+    >>> changed_keys({"train.epochs": 6}, {"train.epochs": 6, "train.ema_decay": 0.9})
+    ['train.ema_decay: "<unset>" → 0.9']
+    """
     lines = []
+    defaults = added_key_defaults()
     for key in sorted(set(recorded) | set(current)):
         old, new = recorded.get(key, "<unset>"), current.get(key, "<unset>")
+        if key not in recorded and key in defaults and new == defaults[key]:
+            continue
         if old != new:
             lines.append(f"{key}: {json.dumps(old)} → {json.dumps(new)}")
     return lines

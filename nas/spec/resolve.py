@@ -193,6 +193,20 @@ def train_config(spec: ExperimentSpec) -> Any:
                 f"train.reorder={config.reorder!r} is not supported by the {family.name!r} "
                 f"supernet family of search space {spec.space.name!r}; allowed: 'none'"
             )
+    if config.zero_init_residual:
+        from nas.supernets import family_of
+
+        family = family_of(spec.space.build())
+        if not hasattr(family.supernet_class, "zero_init_residuals"):
+            raise ConfigError(
+                f"train.zero_init_residual=true is not supported by the {family.name!r} "
+                f"supernet family of search space {spec.space.name!r}; allowed: false"
+            )
+    if config.warm_start and not (Path(config.warm_start) / "state.json").is_file():
+        raise ConfigError(
+            f"train.warm_start={config.warm_start!r} is not a training checkpoint directory "
+            "(no state.json there); give one like <run>/train/checkpoints/epoch_0006"
+        )
     workers = spec.ray.num_workers
     if config.batch_size % (workers * config.micro_batches):
         raise ConfigError(

@@ -49,6 +49,7 @@ from nas.space import SearchSpace
 
 MODEL_FILE = "model.safetensors"
 OPTIMIZER_FILE = "optimizer.safetensors"
+RAW_PREFIX = "raw."  # trained weights in the optimizer file when the model file holds an EMA
 STATE_FILE = "state.json"
 FORMAT = "nas-supernet-checkpoint"
 FORMAT_VERSION = 2
@@ -123,8 +124,14 @@ def save_checkpoint(
     optimizer: torch.optim.Optimizer | None = None,
     scheduler: Any = None,
     metrics: Mapping[str, Any] | None = None,
+    model_tensors: Mapping[str, Tensor] | None = None,
+    raw_tensors: Mapping[str, Tensor] | None = None,
 ) -> Path:
     """Write a checkpoint directory: every file atomically, ``state.json`` (the manifest) last.
+
+    ``model_tensors`` replace ``model.state_dict()`` as the supernet's weights (a weight
+    average); the trained weights then travel as ``raw_tensors`` (``raw.<name>`` in the
+    optimizer file), which only a resume reads.
 
     Raises:
         StorageError: a file could not be written (an ``OSError``; its one line names the file
@@ -134,10 +141,11 @@ def save_checkpoint(
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     (out / STATE_FILE).unlink(missing_ok=True)  # unfinished until the new manifest is written
-    model_bytes = _tensor_bytes(model.state_dict())
+    model_bytes = _tensor_bytes(model.state_dict() if model_tensors is None else model_tensors)
     write_bytes_atomic(out / MODEL_FILE, model_bytes)
     opt_tensors, opt_plain = optimizer_tensors(optimizer) if optimizer else ({}, None)
-    opt_bytes = _tensor_bytes({**opt_tensors, "rng.torch": torch.get_rng_state()})
+    raw = {f"{RAW_PREFIX}{k}": v for k, v in (raw_tensors or {}).items()}
+    opt_bytes = _tensor_bytes({**opt_tensors, **raw, "rng.torch": torch.get_rng_state()})
     write_bytes_atomic(out / OPTIMIZER_FILE, opt_bytes)
     state = {
         "format": FORMAT,
@@ -249,9 +257,10 @@ def _check_optimizer_tensors(tensors: Mapping[str, Tensor], *, file: Path) -> No
                     f"{file}: tensor 'rng.torch' must be a 1-D uint8 RNG state, got "
                     f"{value.dtype} {list(value.shape)}"
                 )
-        elif not _OPTIMIZER_KEY.fullmatch(key):
+        elif not _OPTIMIZER_KEY.fullmatch(key) and not key.startswith(RAW_PREFIX):
             raise IncompatibleArtifactError(
-                f"{file}: tensor {key!r} is neither 'rng.torch' nor 'state.<index>.<name>'"
+                f"{file}: tensor {key!r} is neither 'rng.torch', 'state.<index>.<name>' nor "
+                f"'{RAW_PREFIX}<weight>'"
             )
 
 

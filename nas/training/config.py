@@ -20,6 +20,7 @@ LR_SCHEDULES: tuple[str, ...] = ("cosine", "constant")
 PHASES: tuple[str, ...] = ("largest", "kernel", "depth", "width", "bits")
 AUGMENTATIONS: tuple[str, ...] = ("none", "shift")
 REORDERS: tuple[str, ...] = ("none", "activations", "weights")
+SMOOTHING_SCOPES: tuple[str, ...] = ("all", "largest")
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,17 @@ class TrainConfig:
             Minitron) at the end of the ``largest`` phase, so prefix slicing keeps the most
             important ones: ``activations`` (on a fixed batch of training images), ``weights``,
             or ``none``. Needs ``largest`` in ``phases`` and a family that supports it.
+        lr_floor: The cosine schedule ends at this fraction of ``lr`` instead of zero (BigNAS
+            ends at a constant floor, so the last epochs still move the shared weights).
+        label_smoothing_on: ``all`` subnets, or only the ``largest`` (BigNAS regularises the
+            largest only; the students learn from its soft outputs and the labels unsmoothed).
+        zero_init_residual: Zero the last normalisation scale (MBConv) or output projections
+            (transformer) of every always-residual block, so each starts as the identity.
+        ema_decay: Keep an exponential moving average of the weights (0: off). The average is
+            what is evaluated, checkpointed as the supernet and handed to measurement; the raw
+            weights travel in the checkpoint for resume.
+        warm_start: A training checkpoint directory (``<run>/train/checkpoints/epoch_NNNN``)
+            of the same space whose weights start training; optimizer and schedule start anew.
     """
 
     epochs: int = spec_field(12, low=1, high=10_000, doc="training epochs")
@@ -91,6 +103,19 @@ class TrainConfig:
     reorder: str = spec_field(
         "none", choices=REORDERS, doc="re-order heads/MLP neurons after the largest phase"
     )
+    lr_floor: float = spec_field(
+        0.0, low=0.0, high=1.0, doc="cosine schedule's final LR as a fraction of lr"
+    )
+    label_smoothing_on: str = spec_field(
+        "all", choices=SMOOTHING_SCOPES, doc="which subnets label smoothing applies to"
+    )
+    zero_init_residual: bool = spec_field(
+        False, doc="residual blocks start as the identity (last BN scale / projection zero)"
+    )
+    ema_decay: float = spec_field(
+        0.0, low=0.0, high=1.0, high_open=True, doc="weight EMA decay per step (0: off)"
+    )
+    warm_start: str = spec_field("", doc="checkpoint directory whose weights start training")
 
     def __post_init__(self) -> None:
         check_fields(self, "train.")

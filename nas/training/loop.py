@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pandas as pd
@@ -31,12 +31,14 @@ from nas.space import SearchSpace
 from nas.subnet import SubnetConfig
 from nas.training.augment import augment_batch
 from nas.training.checkpoint import (
+    RAW_PREFIX,
     latest_checkpoint,
     load_checkpoint,
     optimizer_state_dict,
     save_checkpoint,
 )
 from nas.training.config import TrainConfig
+from nas.training.ema import WeightAverage
 from nas.training.sampling import ProgressiveSchedule, sandwich_configs
 from nas.training.step import SandwichObjective, sandwich_backward
 
@@ -64,7 +66,7 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
 def make_scheduler(
     optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int
 ) -> torch.optim.lr_scheduler.LambdaLR:
-    """Per-step LR factor: linear warm-up, then cosine decay to zero (or constant)."""
+    """Per-step LR factor: linear warm-up, then cosine decay to ``lr_floor`` (or constant)."""
     warmup = config.warmup_epochs * steps_per_epoch
     total = max(1, config.epochs * steps_per_epoch)
 
@@ -74,7 +76,8 @@ def make_scheduler(
         if config.lr_schedule == "constant":
             return 1.0
         progress = (step - warmup) / max(1, total - warmup)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+        cosine = 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+        return config.lr_floor + (1.0 - config.lr_floor) * cosine
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
@@ -150,6 +153,7 @@ def train_epoch(
     start_step: int,
     device: torch.device | str = "cpu",
     rank: int = 0,
+    ema: WeightAverage | None = None,
 ) -> EpochStats:
     """One epoch of sandwich-rule steps; subnets are seeded by ``(seed, global step, k)``.
 
@@ -189,11 +193,16 @@ def train_epoch(
             temperature=config.distill_temperature,
             distill_weight=config.distill_weight,
             label_smoothing=config.label_smoothing,
+            students_smoothing=config.label_smoothing
+            if config.label_smoothing_on == "all"
+            else 0.0,
             micro_batches=config.micro_batches,
         )
         if config.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(objective.parameters(), config.grad_clip)
         optimizer.step()
+        if ema is not None:
+            ema.update()
         if scheduler is not None:
             scheduler.step()
         totals[0] += losses.largest
@@ -263,8 +272,9 @@ def save_epoch_checkpoint(
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     row: Mapping[str, Any],
+    ema: WeightAverage | None = None,
 ) -> Path:
-    """The checkpoint written after ``epoch`` (0-based) finished."""
+    """The checkpoint written after ``epoch`` (0-based) finished (the average as the model)."""
     return save_checkpoint(
         directory,
         model=model,
@@ -275,6 +285,8 @@ def save_epoch_checkpoint(
         optimizer=optimizer,
         scheduler=scheduler,
         metrics=row,
+        model_tensors=None if ema is None else ema.state_dict(),
+        raw_tensors=None if ema is None else model.state_dict(),
     )
 
 
@@ -329,12 +341,21 @@ def restore_training(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LambdaLR,
+    ema: WeightAverage | None = None,
 ) -> tuple[int, int]:
-    """Load a checkpoint into model, optimizer and scheduler; ``(start epoch, global step)``."""
+    """Load a checkpoint into model, optimizer, schedule and average; ``(start epoch, step)``."""
     if checkpoint_path is None:
         return 0, 0
     checkpoint = load_checkpoint(checkpoint_path)
-    model.load_state_dict(checkpoint.model, strict=True)
+    raw = {
+        k.removeprefix(RAW_PREFIX): v
+        for k, v in checkpoint.optimizer.items()
+        if k.startswith(RAW_PREFIX)
+    }
+    model.load_state_dict(raw or checkpoint.model, strict=True)
+    step = int(checkpoint.state["global_step"])
+    if ema is not None:
+        ema.load(checkpoint.model if raw else model.state_dict(), step)
     if checkpoint.state.get("optimizer") is not None:
         optimizer.load_state_dict(
             optimizer_state_dict(checkpoint.optimizer, checkpoint.state["optimizer"])
@@ -343,7 +364,24 @@ def restore_training(
         scheduler.load_state_dict(checkpoint.state["scheduler"])
     if "rng.torch" in checkpoint.optimizer:
         torch.set_rng_state(checkpoint.optimizer["rng.torch"])
-    return checkpoint.epoch, int(checkpoint.state["global_step"])
+    return checkpoint.epoch, step
+
+
+def check_zero_init_support(model: nn.Module, config: TrainConfig) -> None:
+    """Refuse ``train.zero_init_residual`` for a family that cannot zero its residual branches."""
+    if config.zero_init_residual and not hasattr(model, "zero_init_residuals"):
+        raise ConfigError(
+            f"train.zero_init_residual=true is not supported by {type(model).__name__} "
+            "(no zero_init_residuals); use false"
+        )
+
+
+def warm_start_into(model: Supernet, path: str | Path) -> None:
+    """Copy the weights of the training checkpoint at ``path`` (same space) into ``model``."""
+    from nas.training.checkpoint import load_supernet
+
+    trained, _ = load_supernet(path, space=model.space)
+    model.load_state_dict(trained.state_dict(), strict=True)
 
 
 @dataclass
@@ -365,6 +403,12 @@ class Trainer:
     rank: int = 0
     start_epoch: int = 0
     step: int = 0
+    ema: WeightAverage | None = None
+
+    @property
+    def evaluated_model(self) -> Supernet:
+        """What is evaluated and handed on: the weight average when there is one."""
+        return cast("Supernet", self.model if self.ema is None else self.ema.module)
 
     @classmethod
     def create(
@@ -382,14 +426,20 @@ class Trainer:
         torch.manual_seed(config.seed)
         model = Supernet(space)
         check_reorder_support(model, config)
+        check_zero_init_support(model, config)
+        if config.zero_init_residual:
+            model.zero_init_residuals()  # type: ignore[operator]
+        if config.warm_start:
+            warm_start_into(model, config.warm_start)
         optimizer = make_optimizer(model, config)
         scheduler = make_scheduler(optimizer, config, steps_per_epoch(data, config, world_size))
-        return cls(space, data, config, model, optimizer, scheduler, world_size, rank)
+        ema = WeightAverage(model, config.ema_decay) if config.ema_decay > 0 else None
+        return cls(space, data, config, model, optimizer, scheduler, world_size, rank, ema=ema)
 
     def restore(self, checkpoint_path: Path | None) -> None:
         """Continue from a checkpoint (``None``: from the start)."""
         self.start_epoch, self.step = restore_training(
-            checkpoint_path, self.model, self.optimizer, self.scheduler
+            checkpoint_path, self.model, self.optimizer, self.scheduler, self.ema
         )
 
     def run_epoch(
@@ -409,6 +459,7 @@ class Trainer:
             start_step=self.step,
             device=device,
             rank=self.rank,
+            ema=self.ema,
         )
         self.step += stats.steps
         if reorders_after(self.config, epoch):
@@ -425,6 +476,8 @@ class Trainer:
         if self.config.reorder == "activations":
             x = self.data.tensors("train")[0][:REORDER_IMAGES].to(device)
         self.model.reorder_by_importance(x, self.optimizer)  # type: ignore[operator]
+        if self.ema is not None:  # the average restarts from the re-ordered weights
+            self.ema = WeightAverage(self.model, self.config.ema_decay)
 
     def save(self, directory: str | Path, epoch: int, row: Mapping[str, Any]) -> None:
         """Checkpoint the finished ``epoch`` (weights, optimizer, schedule, RNG, its row)."""
@@ -437,6 +490,7 @@ class Trainer:
             optimizer=self.optimizer,
             scheduler=self.scheduler,
             row=row,
+            ema=self.ema,
         )
 
 
@@ -462,7 +516,7 @@ def train_locally(
     for epoch in range(trainer.start_epoch, config.epochs):
         row = trainer.run_epoch(objective, epoch)
         if evaluate:
-            row.update(evaluate_epoch(trainer.model, data, config))
+            row.update(evaluate_epoch(trainer.evaluated_model, data, config))
             if log is not None:
                 log(format_epoch_line(row, config.epochs))
         rows.append(row)
@@ -474,4 +528,4 @@ def train_locally(
         if root is not None and (root / METRICS_FILE).exists()
         else pd.DataFrame(rows)
     )
-    return trainer.model, metrics
+    return trainer.evaluated_model, metrics

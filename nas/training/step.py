@@ -56,8 +56,13 @@ class SandwichObjective(nn.Module):
         temperature: float = 1.0,
         distill_weight: float = 1.0,
         label_smoothing: float = 0.0,
+        students_smoothing: float | None = None,
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """``(total loss, largest loss, mean student loss, correct largest predictions)``."""
+        """``(total loss, largest loss, mean student loss, correct largest predictions)``.
+
+        ``students_smoothing`` is the students' label smoothing (``None``: ``label_smoothing``).
+        """
+        student_smoothing = label_smoothing if students_smoothing is None else students_smoothing
         teacher = self.supernet(x, largest)
         loss = F.cross_entropy(teacher, y, label_smoothing=label_smoothing)
         student_loss = torch.zeros((), device=x.device)
@@ -68,7 +73,7 @@ class SandwichObjective(nn.Module):
                 kd = distillation_loss(logits, teacher, temperature)
                 student_loss = student_loss + weight * kd
             if weight < 1:
-                ce = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
+                ce = F.cross_entropy(logits, y, label_smoothing=student_smoothing)
                 student_loss = student_loss + (1 - weight) * ce
         correct = (teacher.detach().argmax(1) == y).sum()
         mean_student = student_loss.detach() / max(1, len(students))
@@ -86,6 +91,7 @@ def sandwich_backward(
     temperature: float = 1.0,
     distill_weight: float = 1.0,
     label_smoothing: float = 0.0,
+    students_smoothing: float | None = None,
     micro_batches: int = 1,
 ) -> StepLosses:
     """Accumulate the gradients of one step into ``.grad`` (the caller zeroes and steps).
@@ -105,6 +111,7 @@ def sandwich_backward(
             temperature=temperature,
             distill_weight=distill_weight,
             label_smoothing=label_smoothing,
+            students_smoothing=students_smoothing,
         )
         (total / micro_batches).backward()
         largest_sum += float(largest_loss)

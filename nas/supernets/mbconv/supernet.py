@@ -216,6 +216,19 @@ class MBConvSupernet(Supernet):
             features = arch.head_channels
         self.classifier = ElasticLinear(features, arch.num_classes)
 
+    def zero_init_residuals(self) -> int:
+        """Zero the last BN scale of every block that is residual in every config (BigNAS).
+
+        Those are the blocks after the first of each stage (stride 1, the stage's width in and
+        out); each then starts as the identity. Returns how many blocks were zeroed.
+        """
+        zeroed = 0
+        for stage in self.stages:
+            for block in list(stage.blocks)[1:]:
+                nn.init.zeros_(block.project_bn.weight)
+                zeroed += 1
+        return zeroed
+
     # -- configs -------------------------------------------------------------------------------
     def make_plan(self, config: SubnetConfig) -> SubnetPlan:
         """Validated block shapes of ``config``."""

@@ -238,6 +238,18 @@ class ViTSupernet(Supernet):
         self.classifier = ElasticLinear(e, arch.num_classes)
         nn.init.zeros_(self.classifier.bias)
 
+    def zero_init_residuals(self) -> int:
+        """Zero each block's output projections (attention ``proj``, MLP ``fc2``) and biases.
+
+        Every block then starts as the identity on the residual stream (as a zero-initialised
+        last BN scale does in a CNN). Returns how many blocks were zeroed.
+        """
+        for block in self.blocks:
+            for layer in (block.proj, block.fc2):
+                nn.init.zeros_(layer.weight)
+                nn.init.zeros_(layer.bias)
+        return len(self.blocks)
+
     def make_plan(self, config: SubnetConfig) -> ViTPlan:
         """Validated shapes of ``config``."""
         return make_vit_plan(self.space, config)
