@@ -52,7 +52,14 @@ def run_experiment(
     ``superseded/<time>/`` and they are redone. ``force`` with nothing stale redoes the requested
     stages and everything after them. The output directory is locked for the whole run.
     """
-    from nas.pipeline.run_dir import RunLock, refuse_stale, stale_stages, supersede
+    from nas.pipeline.run_dir import (
+        RunLock,
+        finish_superseding,
+        outdated_by,
+        refuse_stale,
+        stale_stages,
+        supersede,
+    )
 
     for stage in stages:
         if stage not in STAGE_FUNCTIONS:
@@ -61,6 +68,11 @@ def run_experiment(
     if "train" in stages:
         train_config(spec)  # validate the [train] table before anything starts
     ctx = RunContext(exp, log=log)
+    if exp.root.exists():
+        with RunLock(exp.root):
+            finished = finish_superseding(exp.root)
+        if finished is not None:
+            log(f"an interrupted --force is completed: its stages moved to {finished}")
     stale, _ = stale_stages(exp.root, spec)
     if not force:
         refuse_stale(exp.root, spec)
@@ -77,8 +89,16 @@ def run_experiment(
         write_json_atomic(exp.root / "spec.json", dataclasses.asdict(spec))
         for stage in stages:
             if stage_done(exp, stage) is not None:
-                log(f"[{stage}] done before with the same spec; skipped")
-                continue
+                newer = outdated_by(exp.root, stage)
+                if newer is None:
+                    log(f"[{stage}] done before with the same spec; skipped")
+                    continue
+                later = list(STAGE_FUNCTIONS)[list(STAGE_FUNCTIONS).index(stage) :]
+                moved = supersede(exp.root, later)
+                log(
+                    f"[{stage}] [{newer}] was redone after it: its outputs and those of the "
+                    f"stages after it moved to {moved}; redoing"
+                )
             _run_stage(ctx, stage)
     return exp
 

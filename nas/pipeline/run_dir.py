@@ -15,13 +15,13 @@ import dataclasses
 import fcntl
 import json
 import os
-import shutil
 import socket
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
+from nas.artifacts.export import write_json_atomic
 from nas.errors import ConfigError
 
 LOCK_FILE = ".nas-run.lock"
@@ -152,8 +152,16 @@ def refuse_stale(root: Path, spec: Any) -> None:
         )
 
 
+SUPERSEDING_FILE = "SUPERSEDING.json"  # written before a --force moves anything, removed after
+
+
 def supersede(root: Path, stages: Sequence[str]) -> Path | None:
-    """Move the given stage directories to ``superseded/<UTC time>/`` (nothing is deleted)."""
+    """Move the given stage directories to ``superseded/<UTC time>/`` (nothing is deleted).
+
+    All or nothing: the plan (stages and target) is written to ``SUPERSEDING.json`` before the
+    first move and removed after the last, and :func:`finish_superseding` completes a plan a
+    killed run left, so a rerun never mixes superseded stages with kept ones.
+    """
     present = [s for s in stages if (root / s).exists()]
     if not present:
         return None
@@ -163,9 +171,72 @@ def supersede(root: Path, stages: Sequence[str]) -> Path | None:
         suffix += 1
         target = target.with_name(f"{target.name.split('.')[0]}.{suffix}")
     target.mkdir(parents=True)
-    for stage in present:
-        shutil.move(str(root / stage), str(target / stage))
+    plan = {"stages": present, "target": relative_to_run(root, target)}
+    write_json_atomic(root / SUPERSEDING_FILE, plan)
+    _move_planned(root, plan)
     return target
+
+
+def _move_planned(root: Path, plan: Mapping[str, Any]) -> None:
+    target = inside_run(root, str(plan["target"]))
+    target.mkdir(parents=True, exist_ok=True)
+    for stage in plan["stages"]:
+        if stage in STAGE_ORDER and (root / stage).exists():
+            os.replace(root / stage, target / stage)  # one rename: same file system
+    (root / SUPERSEDING_FILE).unlink(missing_ok=True)
+
+
+def finish_superseding(root: Path) -> Path | None:
+    """Complete a ``--force`` a kill interrupted between its moves; the target, or ``None``.
+
+    Raises:
+        ConfigError: the plan file is unreadable or names a target outside the run directory.
+    """
+    path = root / SUPERSEDING_FILE
+    if not path.exists():
+        return None
+    try:
+        plan = json.loads(path.read_text())
+        stages, target = list(plan["stages"]), str(plan["target"])
+    except (ValueError, KeyError, TypeError, OSError) as exc:
+        raise ConfigError(
+            f"{path}: an interrupted --force left an unreadable plan ({exc}); move the stage "
+            f"folders it was superseding to {SUPERSEDED_DIR}/ by hand and delete it"
+        ) from None
+    resolved = inside_run(root, target).resolve()
+    if not resolved.is_relative_to((root / SUPERSEDED_DIR).resolve()):
+        raise ConfigError(f"{path}: target {target!r} is not under {SUPERSEDED_DIR}/")
+    _move_planned(root, {"stages": stages, "target": target})
+    return resolved
+
+
+def outdated_by(root: Path, stage: str) -> str | None:
+    """The earlier stage that finished after ``stage`` did (so ``stage`` used old outputs).
+
+    >>> import tempfile
+    >>> root = Path(tempfile.mkdtemp())
+    >>> for name, at in [("train", 5.0), ("measure", 3.0)]:
+    ...     (root / name).mkdir()
+    ...     _ = (root / name / "DONE.json").write_text(json.dumps({"finished_at": at}))
+    >>> outdated_by(root, "measure")
+    'train'
+    """
+    finished = _finished_at(root, stage)
+    if finished is None:
+        return None
+    for earlier in STAGE_ORDER[: STAGE_ORDER.index(stage)]:
+        at = _finished_at(root, earlier)
+        if at is not None and at > finished:
+            return earlier
+    return None
+
+
+def _finished_at(root: Path, stage: str) -> float | None:
+    try:
+        value = json.loads((root / stage / "DONE.json").read_text()).get("finished_at")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return float(value) if isinstance(value, int | float) else None
 
 
 def relative_to_run(root: Path, path: str | os.PathLike[str]) -> str:
