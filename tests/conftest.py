@@ -54,3 +54,15 @@ def tiny_space() -> SearchSpace:
 @pytest.fixture(autouse=True)
 def _seed_torch() -> None:
     torch.manual_seed(0)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that starts Ray (pipelines, Ray Train, clusters) is in the slow tier too.
+
+    The fast tier (``pytest``, the default) is the contributor's inner loop; CI runs both
+    (``-m "slow or not slow"``).
+    """
+    for item in items:
+        if item.get_closest_marker("ray") is not None and item.get_closest_marker("slow") is None:
+            item.add_marker(pytest.mark.slow)

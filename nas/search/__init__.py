@@ -1,6 +1,7 @@
 """Multi-objective search: the Searcher protocol, the run_search loop and a registry of searchers.
 
 Example:
+    >>> from nas.search import MetricEvaluator, ResultStore, run_search
     >>> from nas.space import Choice, SearchSpace
     >>> space = SearchSpace("demo", tuple(Choice(f"x{i}", (0, 1, 2)) for i in range(3)))
     >>> problem = SearchProblem.from_strings(space, ["a:min", "b:min"])
