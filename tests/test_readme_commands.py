@@ -24,8 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
 # First words of a block → why it is not run here (and where it is tested).
 NOT_RUN = {
-    "# 1. install": "installs the platform and runs the 6-minute default (CI's own setup)",
-    "# the ViT job": "a 7-minute run; tests/test_pipeline_vit.py runs it reduced end to end",
+    "# 1. install": "installs the platform and runs the default experiment (CI's own setup)",
 }
 # The small run is the pipeline test's spec; its target stands in for the default's.
 DEFAULT_TARGET, SMALL_TARGET = "cpu_fp32_b64", "cpu_fp32"
