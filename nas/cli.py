@@ -48,6 +48,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if stages[-1] == "export":
         _print_summary(exp.root)
     print(f"outputs: {exp.root}")
+    from nas.spec.resolve import spec_warnings
+
+    for line in spec_warnings(exp):  # what `nas validate` warned of, beside the results
+        print(f"warning: {line}", file=sys.stderr)
     return 0
 
 
@@ -92,7 +96,7 @@ def _print_summary(root: Path) -> None:
 
 def _cmd_validate(args: argparse.Namespace) -> int:
     from nas.data.facts import data_facts
-    from nas.spec.resolve import check_data_fits, resolve, train_config
+    from nas.spec.resolve import check_data_fits, resolve, spec_warnings, train_config
 
     spec = _load_spec(args)
     exp = resolve(spec)
@@ -103,11 +107,13 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
         _ = RunContext(exp).data  # npz and image folders: only loading them checks them
     else:
-        check_data_fits(exp.space, facts)
+        check_data_fits(exp.space, facts, kind=spec.data.kind)
     from nas.pipeline.run_dir import refuse_stale
 
     refuse_stale(exp.root, spec)  # `nas run` would refuse a changed spec on this output_dir
     print(f"{args.spec}: valid")
+    for line in spec_warnings(exp):  # after every check, so a refusal stays one error line
+        print(f"warning: {line}", file=sys.stderr)
     return 0
 
 

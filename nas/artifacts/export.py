@@ -2,7 +2,8 @@
 
 Each subnet directory holds ``model.safetensors`` (the static module's weights), ``model.onnx``
 and ``model_card.json`` (config, search space, measured and predicted metrics with their
-targets, preprocessing, supernet checkpoint hash, seed, library versions). Loading rebuilds the
+targets, preprocessing, class names, supernet checkpoint hash, seed, library versions; the class
+names also in the ONNX ``metadata_props``). Loading rebuilds the
 static module from the card and the space, so no code object is ever unpickled.
 
 Loading refuses, naming the file: pickle-like files in the directory and card paths outside it
@@ -286,12 +287,15 @@ def export_subnet(
     onnx: bool = True,
     preprocessing: Mapping[str, Any] | None = None,
     extra: Mapping[str, Any] | None = None,
+    class_names: Sequence[str] | None = None,
 ) -> ExportedSubnet:
     """Write one subnet directory. ``measured``/``predicted`` keys are ``metric@target`` names.
 
     With ``preprocessing`` (:meth:`nas.data.datasets.Preprocessing.to_dict`), the card records it
-    and the
-    ONNX graph takes raw pixels; without it, the graph takes normalised inputs.
+    and the ONNX graph takes raw pixels; without it, the graph takes normalised inputs.
+    ``class_names[i]`` names output ``i``: the card's ``class_names`` and the ONNX
+    ``metadata_props`` key ``class_names`` (a JSON list) carry it, so a deployed model's outputs
+    map back to labels.
     """
     from nas.supernets.base import Supernet
 
@@ -316,7 +320,9 @@ def export_subnet(
         graph = (
             module if preprocessing is None else RawPixelModel(module, preprocessing, side=side)
         )
-        export_module_onnx(graph.eval(), input_shape, out / ONNX_NAME)
+        export_module_onnx(
+            graph.eval(), input_shape, out / ONNX_NAME, metadata=onnx_metadata(class_names)
+        )
     card = {
         "card_version": CARD_VERSION,
         "config": config.to_dict(),
@@ -326,6 +332,7 @@ def export_subnet(
         "subnet_input_shape": list(subnet_shape),
         "preprocessing": dict(preprocessing) if preprocessing is not None else None,
         "onnx_input": "raw pixels" if preprocessing is not None else "normalised",
+        "class_names": list(class_names) if class_names is not None else None,
         "metrics": {
             "measured": dict(measured or {}),
             "predicted": dict(predicted or {}),
@@ -337,6 +344,13 @@ def export_subnet(
     }
     write_json_atomic(out / CARD_NAME, card)
     return ExportedSubnet(out, config, card)
+
+
+def onnx_metadata(class_names: Sequence[str] | None) -> dict[str, str]:
+    """The ONNX ``metadata_props`` of an exported subnet: its class names, where known."""
+    if class_names is None:
+        return {}
+    return {"class_names": json.dumps(list(class_names), ensure_ascii=False)}
 
 
 EXPORT_LOADS = f"{WEIGHTS_NAME}, {ONNX_NAME} and {CARD_NAME}"
@@ -379,6 +393,13 @@ def _checked_card(path: Path) -> tuple[dict[str, Any], Path]:
     preprocessing = require(card, "preprocessing", (dict, type(None)), file=card_path)
     if preprocessing is not None:
         _check_preprocessing(preprocessing, file=card_path)
+    names = card.get("class_names")  # absent from cards written before it was recorded
+    if names is not None and not (
+        isinstance(names, list) and all(isinstance(n, str) for n in names)
+    ):
+        raise IncompatibleArtifactError(
+            f"{card_path}: class_names must be a list of strings or null, got {names!r:.80}"
+        )
     return card, weights
 
 

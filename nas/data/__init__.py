@@ -19,6 +19,7 @@ _LAZY = {
     "load_npz": "nas.data.datasets",
     "load_image_folder": "nas.data.datasets",
     "IdxSplitSizes": "nas.data.datasets",
+    "SplitSizes": "nas.data.datasets",
     "load_idx_data": "nas.data.datasets",
     "load_data": "nas.data.datasets",
 }

@@ -4,7 +4,12 @@ Built in: ``fashion_mnist`` (Zalando's Fashion-MNIST, 70,000 28×28 grey images 
 IDX format, installed by Debian's ``dataset-fashion-mnist`` and verified by SHA-256) and
 ``digits`` (scikit-learn's bundled 1,797 8×8 digits, a quick smoke set). Users bring any
 MNIST-family IDX folder (``idx``), a folder of class sub-folders of images (``folder``) or an
-``.npz`` file with arrays ``x`` (N×C×H×W or N×H×W×C or N×H×W) and ``y`` (N integer labels).
+``.npz`` file with arrays ``x`` (N×C×H×W or N×H×W×C or N×H×W), ``y`` (N integer labels) and,
+optionally, ``class_names`` (one string per label).
+
+``data.val_size``, ``data.calib_size`` and ``data.train_size`` apply to every kind: the IDX kinds
+draw them from the official training file (the official test file is kept whole); the others
+keep a fixed 15 % test share and draw them from the rest (unset: the default 60/10/15/15 shares).
 
 Every data set records its :class:`Preprocessing` (how raw pixels become model inputs), so an
 exported model can carry it and accept raw pixels.
@@ -13,6 +18,7 @@ exported model can carry it and accept raw pixels.
 from __future__ import annotations
 
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -22,9 +28,14 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, TensorDataset
 
+from nas.data.facts import SPLIT_FRACTIONS, share_split_counts
 from nas.data.kinds import (  # re-exported
     DATASETS,
+    DIGITS_CLASSES,
+    FASHION_MNIST_CLASSES,
     FASHION_MNIST_SHA256,
+    IDX_DEFAULT_CALIB,
+    IDX_DEFAULT_VAL,
     fashion_mnist_dir,
 )
 from nas.errors import ConfigError, format_choice_error
@@ -77,7 +88,8 @@ class ImageData:
     """Normalised float images (N×C×H×W) and int64 labels per split.
 
     ``calib`` is held out from training and used only for BatchNorm re-calibration; ``val``
-    ranks subnets during search; ``test`` is for final reporting.
+    ranks subnets during search; ``test`` is for final reporting. ``class_names[i]`` names label
+    ``i`` where the data set says (``None``: unknown), so exported models map back to labels.
     """
 
     name: str
@@ -86,11 +98,17 @@ class ImageData:
     num_classes: int
     preprocessing: Preprocessing | None = None
     split_note: str = ""
+    class_names: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         for split in SPLITS:
             if split not in self.x or split not in self.y:
                 raise ConfigError(f"data set {self.name!r} lacks split {split!r}; needs {SPLITS}")
+        if self.class_names is not None and len(self.class_names) < self.num_classes:
+            raise ConfigError(
+                f"data set {self.name!r} names {len(self.class_names)} classes but its labels "
+                f"reach {self.num_classes - 1}; give one class name per label"
+            )
 
     @property
     def in_channels(self) -> int:
@@ -131,36 +149,46 @@ class ImageData:
         )
 
 
+@dataclass(frozen=True)
+class SplitSizes:
+    """Images per split that a spec asks for (``data.val_size`` etc.); ``None``: the default.
+
+    The IDX kinds draw ``val`` (default 5000) and ``calib`` (default 1000) first, stratified and
+    seeded, from the official training file; ``train`` is the rest, or a seeded stratified
+    subset of it of that many images. The other kinds keep a fixed test share and draw the same
+    way from the rest (defaults: the 60/10/15/15 shares of :data:`SPLIT_FRACTIONS`).
+    """
+
+    val: int | None = None
+    calib: int | None = None
+    train: int | None = None
+
+
+IdxSplitSizes = SplitSizes  # the older name, still imported by benchmarks
+
+
 def split_arrays(
     name: str,
     x: np.ndarray,
     y: np.ndarray,
     *,
     seed: int = 0,
-    fractions: tuple[float, float, float, float] = (0.6, 0.1, 0.15, 0.15),
+    fractions: tuple[float, float, float, float] = SPLIT_FRACTIONS,
     raw_range: tuple[float, float] | None = None,
+    sizes: SplitSizes = SplitSizes(),
+    class_names: Sequence[str] | None = None,
 ) -> ImageData:
-    """Stratified, seeded split into train/calib/val/test; standardise with train statistics."""
-    from sklearn.model_selection import train_test_split
+    """Stratified, seeded split into train/calib/val/test; standardise with train statistics.
 
+    ``fractions`` are the default shares; ``sizes`` overrides val, calib and train counts.
+    """
     if x.ndim != 4:
         raise ConfigError(f"images must be N×C×H×W, got shape {x.shape}")
     if len(x) != len(y):
         raise ConfigError(f"x has {len(x)} images but y has {len(y)} labels")
-    if abs(sum(fractions) - 1.0) > 1e-6 or min(fractions) <= 0:
-        raise ConfigError(f"split fractions={fractions} must be positive and sum to 1")
     y = np.asarray(y).astype(np.int64)
-    idx = np.arange(len(y))
-    rest, test = train_test_split(idx, test_size=fractions[3], random_state=seed, stratify=y)
-    rest_frac = 1.0 - fractions[3]
-    rest2, val = train_test_split(
-        rest, test_size=fractions[2] / rest_frac, random_state=seed + 1, stratify=y[rest]
-    )
-    train, calib = train_test_split(
-        rest2,
-        test_size=fractions[1] / (rest_frac - fractions[2]),
-        random_state=seed + 2,
-        stratify=y[rest2],
+    train, calib, val, test = _share_split(
+        y, seed=seed, fractions=fractions, sizes=sizes, name=name
     )
     x = x.astype(np.float32)
     mean = x[train].mean(axis=(0, 2, 3), keepdims=True)
@@ -184,20 +212,67 @@ def split_arrays(
         num_classes=int(y.max()) + 1,
         preprocessing=preprocessing,
         split_note=note,
+        class_names=tuple(class_names) if class_names is not None else None,
     )
 
 
-def load_digits_data(*, seed: int = 0) -> ImageData:
+def _share_split(
+    y: np.ndarray,
+    *,
+    seed: int,
+    fractions: tuple[float, float, float, float],
+    sizes: SplitSizes,
+    name: str,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Train, calib, val, test indices: test a fixed share, then val and calib, train the rest.
+
+    Counts are passed to scikit-learn as integers equal to what its own rounding of the default
+    shares gives, so with no sizes set the split is the one the shares always gave.
+    """
+    from sklearn.model_selection import train_test_split
+
+    n_test, n_val, n_calib = share_split_counts(
+        len(y), val=sizes.val, calib=sizes.calib, train=sizes.train, name=name, fractions=fractions
+    )
+    idx = np.arange(len(y))
+    rest, test = train_test_split(idx, test_size=n_test, random_state=seed, stratify=y)
+    rest2, val = train_test_split(rest, test_size=n_val, random_state=seed + 1, stratify=y[rest])
+    train, calib = train_test_split(
+        rest2, test_size=n_calib, random_state=seed + 2, stratify=y[rest2]
+    )
+    if sizes.train is not None and sizes.train < len(train):
+        train, _ = train_test_split(
+            train, train_size=sizes.train, random_state=seed + 3, stratify=y[train]
+        )
+    return train, calib, val, test
+
+
+def load_digits_data(*, seed: int = 0, sizes: SplitSizes = SplitSizes()) -> ImageData:
     """scikit-learn's bundled 8×8 digits (10 classes), split deterministically by ``seed``."""
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
     x = bunch.images.reshape(-1, 1, 8, 8)
-    return split_arrays("digits", x, bunch.target, seed=seed, raw_range=(0.0, 16.0))
+    try:
+        return split_arrays(
+            "digits",
+            x,
+            bunch.target,
+            seed=seed,
+            raw_range=(0.0, 16.0),
+            sizes=sizes,
+            class_names=DIGITS_CLASSES,
+        )
+    except ConfigError:
+        raise
+    except ValueError as exc:  # scikit-learn: a split smaller than the number of classes
+        raise ConfigError(
+            f"data.kind='digits': the split sizes cannot be stratified over 10 classes: {exc}"
+        ) from exc
 
 
-def load_npz(path: str | Path, *, seed: int = 0) -> ImageData:
-    """Arrays ``x`` and ``y`` from an ``.npz`` file (no pickle: ``allow_pickle=False``)."""
+def load_npz(path: str | Path, *, seed: int = 0, sizes: SplitSizes = SplitSizes()) -> ImageData:
+    """Arrays ``x``, ``y`` and optional ``class_names`` of an ``.npz`` (``allow_pickle=False``)."""
     path = Path(path)
     try:
         with np.load(path, allow_pickle=False) as archive:
@@ -209,6 +284,7 @@ def load_npz(path: str | Path, *, seed: int = 0) -> ImageData:
                     f"data.path={str(path)!r} lacks arrays {missing}; it has {archive.files}"
                 )
             x, y = archive["x"], archive["y"]
+            names = archive["class_names"] if "class_names" in archive.files else None
     except ConfigError:
         raise
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
@@ -230,13 +306,29 @@ def load_npz(path: str | Path, *, seed: int = 0) -> ImageData:
         x = x[:, None]
     elif x.ndim == 4 and x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):
         x = x.transpose(0, 3, 1, 2)
-    return _split_or_explain(path, x, y.astype(np.int64), seed=seed)
+    return _split_or_explain(
+        path, x, y.astype(np.int64), seed=seed, sizes=sizes, class_names=_npz_names(path, names)
+    )
+
+
+def _npz_names(path: Path, names: np.ndarray | None) -> tuple[str, ...] | None:
+    """The ``class_names`` array of an ``.npz`` as strings; it must be 1-D text."""
+    if names is None:
+        return None
+    if names.ndim != 1 or names.dtype.kind != "U":
+        raise ConfigError(
+            f"data.path={str(path)!r}: class_names must be a 1-D array of strings, got "
+            f"{names.dtype} of shape {names.shape}"
+        )
+    return tuple(str(v) for v in names)
 
 
 def _split_or_explain(path: Path, x: np.ndarray, y: np.ndarray, **kwargs: Any) -> ImageData:
     """:func:`split_arrays`; scikit-learn's "too few per class" becomes one line on data.path."""
     try:
         return split_arrays(path.stem, x, y, **kwargs)
+    except ConfigError:
+        raise
     except ValueError as exc:
         raise ConfigError(
             f"data.path={str(path)!r}: {len(y)} images cannot be split into stratified "
@@ -245,9 +337,17 @@ def _split_or_explain(path: Path, x: np.ndarray, y: np.ndarray, **kwargs: Any) -
 
 
 def load_image_folder(
-    root: str | Path, *, resolution: int, grayscale: bool = False, seed: int = 0
+    root: str | Path,
+    *,
+    resolution: int,
+    grayscale: bool = False,
+    seed: int = 0,
+    sizes: SplitSizes = SplitSizes(),
 ) -> ImageData:
-    """``root/<class>/<image>`` files, resized to ``resolution``², classes in sorted order."""
+    """``root/<class>/<image>`` files, resized to ``resolution``², classes in sorted order.
+
+    The sorted sub-folder names become the class names, label ``i`` the ``i``-th of them.
+    """
     from PIL import Image
 
     root = Path(root)
@@ -270,21 +370,14 @@ def load_image_folder(
     if not images:
         raise ConfigError(f"{root} contains no images with suffixes {list(IMAGE_SUFFIXES)}")
     return _split_or_explain(
-        root, np.stack(images), np.array(labels), seed=seed, raw_range=(0.0, 255.0)
+        root,
+        np.stack(images),
+        np.array(labels),
+        seed=seed,
+        raw_range=(0.0, 255.0),
+        sizes=sizes,
+        class_names=classes,
     )
-
-
-@dataclass(frozen=True)
-class IdxSplitSizes:
-    """How the official training images are divided; the official test set is kept whole.
-
-    ``val`` and ``calib`` are drawn first (stratified, seeded); ``train`` is the rest, or a seeded
-    stratified subset of it of that many images.
-    """
-
-    val: int = 5000
-    calib: int = 1000
-    train: int | None = None
 
 
 def load_idx_data(
@@ -292,8 +385,9 @@ def load_idx_data(
     *,
     name: str | None = None,
     seed: int = 0,
-    sizes: IdxSplitSizes = IdxSplitSizes(),
+    sizes: SplitSizes = SplitSizes(),
     checksums: dict[str, str] | None = None,
+    class_names: Sequence[str] | None = None,
 ) -> ImageData:
     """An MNIST-family IDX folder: train / calib / val from its training file, its test file kept.
 
@@ -320,16 +414,18 @@ def load_idx_data(
         )
     n = len(y_all)
     train_size = sizes.train
-    if sizes.val + sizes.calib + (train_size or 1) > n:
+    n_val = IDX_DEFAULT_VAL if sizes.val is None else sizes.val
+    n_calib = IDX_DEFAULT_CALIB if sizes.calib is None else sizes.calib
+    if n_val + n_calib + (train_size or 1) > n:
         raise ConfigError(
-            f"data.val_size={sizes.val} + data.calib_size={sizes.calib} + data.train_size="
+            f"data.val_size={n_val} + data.calib_size={n_calib} + data.train_size="
             f"{train_size} exceed the {n} training images of {str(directory)!r}"
         )
     y_all = y_all.astype(np.int64)
     idx = np.arange(n)
-    rest, val = train_test_split(idx, test_size=sizes.val, random_state=seed, stratify=y_all)
+    rest, val = train_test_split(idx, test_size=n_val, random_state=seed, stratify=y_all)
     rest, calib = train_test_split(
-        rest, test_size=sizes.calib, random_state=seed + 1, stratify=y_all[rest]
+        rest, test_size=n_calib, random_state=seed + 1, stratify=y_all[rest]
     )
     if train_size is not None and train_size < len(rest):
         rest, _ = train_test_split(
@@ -366,6 +462,7 @@ def load_idx_data(
         num_classes=int(max(y_all.max(), y_test.max())) + 1,
         preprocessing=preprocessing,
         split_note=note,
+        class_names=tuple(class_names) if class_names is not None else None,
     )
 
 
@@ -375,16 +472,17 @@ def load_data(
     path: str | None = None,
     resolution: int = 32,
     seed: int = 0,
-    sizes: IdxSplitSizes = IdxSplitSizes(),
+    sizes: SplitSizes = SplitSizes(),
 ) -> ImageData:
     """Load by kind: ``fashion_mnist`` and ``digits`` (built in); ``idx``, ``npz``, ``folder``.
 
-    ``sizes`` divides the training file of the IDX kinds; the others use fixed fractions.
+    ``sizes`` applies to every kind: the IDX kinds divide their training file, the others the
+    images left after a fixed test share.
     """
     if kind not in DATASETS:
         raise ConfigError(format_choice_error("data.kind", kind, list(DATASETS)))
     if kind == "digits":
-        return load_digits_data(seed=seed)
+        return load_digits_data(seed=seed, sizes=sizes)
     if kind == "fashion_mnist":
         return load_idx_data(
             fashion_mnist_dir(path),
@@ -392,11 +490,12 @@ def load_data(
             seed=seed,
             sizes=sizes,
             checksums=FASHION_MNIST_SHA256,
+            class_names=FASHION_MNIST_CLASSES,
         )
     if path is None:
         raise ConfigError(f"data.path is required for data.kind={kind!r}")
     if kind == "idx":
         return load_idx_data(path, seed=seed, sizes=sizes)
     if kind == "npz":
-        return load_npz(path, seed=seed)
-    return load_image_folder(path, resolution=resolution, seed=seed)
+        return load_npz(path, seed=seed, sizes=sizes)
+    return load_image_folder(path, resolution=resolution, seed=seed, sizes=sizes)

@@ -11,6 +11,26 @@ from nas.errors import ConfigError
 
 DATASETS: tuple[str, ...] = ("fashion_mnist", "digits", "idx", "npz", "folder")
 DATASETS_NEEDING_PATH: tuple[str, ...] = ("idx", "npz", "folder")
+# Kinds divided from an official training file (the official test file is kept whole); the
+# others are split by shares, a fixed 15 % of them the test split.
+IDX_KINDS: tuple[str, ...] = ("fashion_mnist", "idx")
+IDX_DEFAULT_VAL = 5000
+IDX_DEFAULT_CALIB = 1000
+
+# Label index → name, so an exported model's outputs map back to labels (Zalando's order).
+FASHION_MNIST_CLASSES: tuple[str, ...] = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
+DIGITS_CLASSES: tuple[str, ...] = tuple(str(d) for d in range(10))
 
 FASHION_MNIST_SHA256: dict[str, str] = {
     "train-images-idx3-ubyte.gz": (

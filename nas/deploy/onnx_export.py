@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -13,8 +14,17 @@ from torch import nn
 OPSET = 17
 
 
-def export_module_onnx(module: nn.Module, input_shape: tuple[int, ...], path: Path) -> Path:
-    """Export ``module`` (eval mode) to ``path`` atomically; input ``input``, output ``logits``."""
+def export_module_onnx(
+    module: nn.Module,
+    input_shape: tuple[int, ...],
+    path: Path,
+    *,
+    metadata: Mapping[str, str] | None = None,
+) -> Path:
+    """Export ``module`` (eval mode) to ``path`` atomically; input ``input``, output ``logits``.
+
+    ``metadata`` lands in the model's ``metadata_props``, which a deployment reads without us.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     example = torch.zeros(input_shape)
     fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=path.parent)
@@ -34,8 +44,19 @@ def export_module_onnx(module: nn.Module, input_shape: tuple[int, ...], path: Pa
                 opset_version=OPSET,
                 dynamo=False,
             )
+        if metadata:
+            _set_metadata(Path(tmp), metadata)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def _set_metadata(path: Path, metadata: Mapping[str, str]) -> None:
+    """Write ``metadata`` into the ONNX file's ``metadata_props`` (in place)."""
+    import onnx
+
+    model = onnx.load(str(path))
+    onnx.helper.set_model_props(model, {str(k): str(v) for k, v in metadata.items()})
+    onnx.save(model, str(path))

@@ -67,7 +67,7 @@ class RunContext:
                 seed=self.exp.spec.seed,
                 sizes=d.split_sizes(),
             )
-            check_data_fits(self.exp.space, self._data)
+            check_data_fits(self.exp.space, self._data, kind=d.kind)
         return self._data
 
     @property

@@ -169,6 +169,7 @@ def run_export(ctx: RunContext) -> dict[str, Any]:
                 preprocessing=(
                     data.preprocessing.to_dict() if data.preprocessing is not None else None
                 ),
+                class_names=data.class_names,
                 extra={
                     "experiment": spec.name,
                     "seed": spec.seed,

@@ -74,6 +74,11 @@ def stage_inputs(spec: Any, stage: str) -> dict[str, Any]:
     }
 
 
+# Recorded before 0.2.0, when digits/npz/folder data ignored these sizes and the spec recorded
+# their defaults; unset since, with the same split (the old fixed shares).
+SAME_SPLIT_SINCE_0_2 = {("data.val_size", 5000, None), ("data.calib_size", 1000, None)}
+
+
 def added_key_defaults() -> dict[str, Any]:
     """``train.<key>`` → default, JSON-shaped: a key a later version added means its default.
 
@@ -100,6 +105,8 @@ def changed_keys(recorded: Mapping[str, Any], current: Mapping[str, Any]) -> lis
     for key in sorted(set(recorded) | set(current)):
         old, new = recorded.get(key, "<unset>"), current.get(key, "<unset>")
         if key not in recorded and key in defaults and new == defaults[key]:
+            continue
+        if (key, old, new) in SAME_SPLIT_SINCE_0_2:
             continue
         if old != new:
             lines.append(f"{key}: {json.dumps(old)} → {json.dumps(new)}")

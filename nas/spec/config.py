@@ -4,7 +4,7 @@ Every section is a dataclass; unknown keys are errors naming the allowed keys, b
 allowed values, and everything is checked before any work (or Ray) starts.
 
 Example:
-    >>> spec = ExperimentSpec.from_toml_text('name = "demo"\\n[space]\\nname = "tiny_cnn"\\n')
+    >>> spec = ExperimentSpec.from_toml_text('name = "demo"\n[space]\nname = "tiny_cnn"\n')
     >>> spec.space.name
     'tiny_cnn'
 """
@@ -95,25 +95,44 @@ class SpaceSpec:
 
 @dataclass(frozen=True)
 class DataSpec:
-    """Where images come from and how the IDX kinds divide their training file.
+    """Where images come from and how they are split; the sizes apply to every kind.
 
     ``fashion_mnist`` (Debian's ``dataset-fashion-mnist``, or ``path``) and ``digits``
-    (scikit-learn) are built in. For ``fashion_mnist`` and ``idx``, ``val_size`` and
-    ``calib_size`` images are held out of the official training file, ``train_size`` (all the
-    rest when unset) trains, and the official test file is kept for reported numbers only.
+    (scikit-learn) are built in. For ``fashion_mnist`` and ``idx``, ``val_size`` (unset: 5000)
+    and ``calib_size`` (unset: 1000) images are held out of the official training file,
+    ``train_size`` (all the rest when unset) trains, and the official test file is kept for
+    reported numbers only. ``digits``, ``npz`` and ``folder`` have no official test file: a fixed
+    15 % is the test split and the sizes are drawn from the rest (unset: 15 %, 10 % and all the
+    rest, the default 60/10/15/15 shares). ``resolution`` is the side folder images are resized
+    to; with a space of fixed resolution it must equal the space's (validation refuses a
+    conflict), with a ``resolution`` dimension each subnet resizes them to its own.
     """
 
     kind: str = spec_field("fashion_mnist", choices=_datasets, doc="data set kind")
     path: str | None = spec_field(
         None, non_empty=True, doc="file or folder (required for idx, npz, folder)"
     )
-    resolution: int = spec_field(32, low=1, high=1024, doc="image side for npz/folder data")
+    resolution: int = spec_field(
+        32,
+        low=1,
+        high=1024,
+        doc="side folder images are resized to (must equal a fixed-resolution space's)",
+    )
     train_size: int | None = spec_field(
         None, low=1, high=10_000_000, doc="training images (unset: all not held out)"
     )
-    val_size: int = spec_field(5000, low=1, high=10_000_000, doc="selection (validation) images")
-    calib_size: int = spec_field(
-        1000, low=1, high=10_000_000, doc="images for BatchNorm re-calibration only"
+    val_size: int | None = spec_field(
+        None,
+        low=1,
+        high=10_000_000,
+        doc="selection (validation) images (unset: 5000 for fashion_mnist/idx, else 15 %)",
+    )
+    calib_size: int | None = spec_field(
+        None,
+        low=1,
+        high=10_000_000,
+        doc="images for BatchNorm re-calibration only (unset: 1000 for fashion_mnist/idx, "
+        "else 10 %)",
     )
 
     def __post_init__(self) -> None:
@@ -122,12 +141,23 @@ class DataSpec:
         check_fields(self, "data.")
         if self.kind in DATASETS_NEEDING_PATH and not self.path:
             raise ConfigError(f"data.path is required when data.kind={self.kind!r}")
+        self._fill_idx_defaults()
+
+    def _fill_idx_defaults(self) -> None:
+        """The IDX kinds' unset sizes become their fixed defaults, as run records always held."""
+        from nas.data.kinds import IDX_DEFAULT_CALIB, IDX_DEFAULT_VAL, IDX_KINDS
+
+        if self.kind in IDX_KINDS:
+            if self.val_size is None:
+                object.__setattr__(self, "val_size", IDX_DEFAULT_VAL)
+            if self.calib_size is None:
+                object.__setattr__(self, "calib_size", IDX_DEFAULT_CALIB)
 
     def split_sizes(self):  # type: ignore[no-untyped-def]
-        """The IDX split sizes this spec asks for."""
-        from nas.data.datasets import IdxSplitSizes
+        """The split sizes this spec asks for (``None``: the kind's default)."""
+        from nas.data.datasets import SplitSizes
 
-        return IdxSplitSizes(val=self.val_size, calib=self.calib_size, train=self.train_size)
+        return SplitSizes(val=self.val_size, calib=self.calib_size, train=self.train_size)
 
 
 @dataclass(frozen=True)

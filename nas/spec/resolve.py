@@ -23,6 +23,9 @@ TEST_ACCURACY_METRIC = "top1_test"  # on the test split, for exported subnets on
 LATENCY_METRIC = "latency_ms"
 # Searchers whose ask is costly (CPU-seconds per ask on 2 cores, benchmarks/README_search.md).
 SLOW_ASK_SEARCHERS: dict[str, str] = {"optuna-gp": "1-17", "surrogate": "about 2"}
+LOW_BIT_PRECISIONS: tuple[str, ...] = ("int8", "w4", "mixed")  # targets that run low bits
+SIZE_METRIC = "model_size_bytes"  # the only cost that falls with fewer bits
+OWN_DATA_KINDS: tuple[str, ...] = ("idx", "npz")  # user images kept at their own side
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,7 @@ def resolve(spec: ExperimentSpec, *, output_dir: str | Path | None = None) -> Re
             raise ConfigError(format_choice_error(f"{where}: metric", key, provided))
     check_constraints_satisfiable(problem)
     check_target_resolutions(space, measured, spec.measure.targets)
+    check_folder_resolution(space, spec.data)
     if spec.measure.n_samples > space.size():
         raise ConfigError(
             f"measure.n_samples={spec.measure.n_samples} exceeds the {space.size()} subnets of "
@@ -166,8 +170,12 @@ def check_target_resolutions(
             )
 
 
-def check_data_fits(space: SearchSpace, data: Any) -> None:
-    """The data's channels and classes fit the space (``data``: loaded, or its facts)."""
+def check_data_fits(space: SearchSpace, data: Any, *, kind: str | None = None) -> None:
+    """The data's channels and classes fit the space (``data``: loaded, or its facts).
+
+    For ``kind`` ``idx`` or ``npz`` (images kept at their own side) a space of fixed resolution
+    must also have that side, or training would see one side and latency another.
+    """
     from nas.supernets import arch_of
 
     arch = arch_of(space)
@@ -177,6 +185,83 @@ def check_data_fits(space: SearchSpace, data: Any) -> None:
             f"classes; search space {space.name!r} expects {arch.in_channels} channels and at "
             f"most {arch.num_classes} classes (set space.options in_channels/num_classes)"
         )
+    side = getattr(data, "resolution", None)
+    fixed = _fixed_resolution(space)
+    if kind in OWN_DATA_KINDS and side is not None and fixed is not None and side != fixed:
+        raise ConfigError(
+            f"data.kind={kind!r}: data set {data.name!r} holds {side}×{side} images but search "
+            f"space {space.name!r} runs at resolution {fixed} (space.options.resolution), which "
+            f"latency, costs and the exported model assume; set space.options.resolution = "
+            f"{side} or give {fixed}×{fixed} images"
+        )
+
+
+def _fixed_resolution(space: SearchSpace) -> int | None:
+    """The input side of a space without a ``resolution`` dimension (``None``: it searches one)."""
+    if "resolution" in space.names:
+        return None
+    arch = space.metadata.get("arch")
+    return getattr(arch, "resolution", None)
+
+
+def check_folder_resolution(space: SearchSpace, data: Any) -> None:
+    """Folder images are resized to ``data.resolution``: a fixed-resolution space must agree.
+
+    Training and accuracy would see ``data.resolution`` while latency, costs and the exported
+    graph assume the space's side, so a conflict is refused rather than one side silently
+    winning. A space with a ``resolution`` dimension resizes the images to each subnet's side.
+    """
+    fixed = _fixed_resolution(space)
+    if data.kind != "folder" or fixed is None or data.resolution == fixed:
+        return
+    raise ConfigError(
+        f"data.resolution={data.resolution} (the side folder images are resized to) conflicts "
+        f"with space.options.resolution={fixed} of search space {space.name!r} (the side "
+        f"latency, costs and the exported model assume); set data.resolution = {fixed} or "
+        f"space.options.resolution = {data.resolution}"
+    )
+
+
+def _searched_low_bits(space: SearchSpace) -> list[int]:
+    """Bit-widths below 32 that any ``*.bits`` dimension of ``space`` offers."""
+    bits = {
+        int(b)
+        for name in space.names
+        if name.rsplit(".", 1)[-1] == "bits"
+        for b in getattr(space.dim(name), "options", ())
+    }
+    return sorted(b for b in bits if b < 32)
+
+
+def spec_warnings(exp: ResolvedExperiment) -> list[str]:
+    """One-line warnings on a valid spec that will not do what it seems to (``nas validate``).
+
+    Printed only once every check has passed, so a refused spec still gets one error line.
+    """
+    note = unused_bits_note(exp.space, exp.measured_targets, exp.problem.metric_keys)
+    return [note] if note else []
+
+
+def unused_bits_note(
+    space: SearchSpace, targets: Sequence[HardwareTarget], metric_keys: Sequence[str]
+) -> str | None:
+    """A warning when low bits are searched but nothing measured can gain from them.
+
+    On fp32 targets fewer bits save no latency and only cost (fake-quantized) accuracy, and each
+    card then carries two test accuracies: the supernet's at the subnet's bits, the target's in
+    fp32. Low bits pay off on an int8/w4/mixed target or a model_size_bytes objective.
+    """
+    low = _searched_low_bits(space)
+    sized = any(split_metric_key(k)[0] == SIZE_METRIC for k in metric_keys)
+    if not low or sized or any(t.precision in LOW_BIT_PRECISIONS for t in targets):
+        return None
+    return (
+        f"space {space.name!r} searches bits {low} but every measured target is fp32 and no "
+        f"objective or constraint is on {SIZE_METRIC}: low bits gain nothing and cards carry "
+        "two test accuracies (top1_test fake-quantized, top1_test@<target> in fp32); set "
+        "space.options.bits = [32], or add an int8/w4/mixed target or a model_size_bytes "
+        "objective"
+    )
 
 
 def train_config(spec: ExperimentSpec) -> Any:
