@@ -96,11 +96,11 @@ def _print_summary(root: Path) -> None:
 
 def _cmd_validate(args: argparse.Namespace) -> int:
     from nas.data.facts import data_facts
-    from nas.spec.resolve import check_data_fits, resolve, spec_warnings, train_config
+    from nas.spec.resolve import check_data_fits, resolve, spec_warnings
 
     spec = _load_spec(args)
     exp = resolve(spec)
-    train_config(spec)
+    _ = exp.train
     facts = data_facts(spec.data)  # headers, labels and checksums: no full load
     if facts is None:
         from nas.pipeline import RunContext

@@ -25,7 +25,6 @@ from nas.spec.config import ExperimentSpec
 from nas.spec.resolve import (
     ResolvedExperiment,
     resolve,
-    train_config,
 )
 
 STAGE_FUNCTIONS: dict[str, Callable[[RunContext], dict[str, Any]]] = {
@@ -66,7 +65,7 @@ def run_experiment(
             raise ConfigError(format_choice_error("stage", stage, list(STAGE_FUNCTIONS)))
     exp = resolve(spec, output_dir=output_dir)
     if "train" in stages:
-        train_config(spec)  # validate the [train] table before anything starts
+        _ = exp.train  # validate the [train] table before anything starts
     ctx = RunContext(exp, log=log)
     if exp.root.exists():
         with RunLock(exp.root):

@@ -8,9 +8,6 @@ from nas.pipeline.context import (
     RunContext,
 )
 from nas.pipeline.run_dir import relative_to_run
-from nas.spec.resolve import (
-    train_config,
-)
 
 
 def run_train(ctx: RunContext) -> dict[str, Any]:
@@ -22,7 +19,7 @@ def run_train(ctx: RunContext) -> dict[str, Any]:
     result = train_supernet(
         exp.space,
         ctx.data,
-        train_config(spec),
+        exp.train,
         run_dir=exp.stage_dir("train"),
         num_workers=spec.ray.num_workers,
         address=spec.ray.address,

@@ -6,6 +6,7 @@ well under a second; :mod:`nas.pipeline` runs the stages on a :class:`ResolvedEx
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,11 @@ class ResolvedExperiment:
 
     def stage_dir(self, stage: str) -> Path:
         return self.root / stage
+
+    @functools.cached_property
+    def train(self) -> Any:
+        """The validated ``TrainConfig`` of ``[train]``, parsed once (on first use)."""
+        return train_config(self.spec, space=self.space)
 
 
 def available_metrics(targets: Sequence[HardwareTarget]) -> list[str]:
@@ -264,15 +270,20 @@ def unused_bits_note(
     )
 
 
-def train_config(spec: ExperimentSpec) -> Any:
-    """The spec's ``[train]`` table as a validated ``TrainConfig`` (seeded by the spec)."""
+def train_config(spec: ExperimentSpec, *, space: SearchSpace | None = None) -> Any:
+    """The spec's ``[train]`` table as a validated ``TrainConfig`` (seeded by the spec).
+
+    ``space`` is the spec's built space when the caller has it (it is built once, then).
+    """
     from nas.training.config import TrainConfig
 
     config = TrainConfig.from_dict({"seed": spec.seed, **dict(spec.train.options)})
+    built = space
     if config.reorder != "none":
         from nas.supernets import family_of
 
-        family = family_of(spec.space.build())
+        built = built or spec.space.build()
+        family = family_of(built)
         if not family.reorders:
             raise ConfigError(
                 f"train.reorder={config.reorder!r} is not supported by the {family.name!r} "
@@ -281,7 +292,8 @@ def train_config(spec: ExperimentSpec) -> Any:
     if config.zero_init_residual:
         from nas.supernets import family_of
 
-        family = family_of(spec.space.build())
+        built = built or spec.space.build()
+        family = family_of(built)
         if not hasattr(family.supernet_class, "zero_init_residuals"):
             raise ConfigError(
                 f"train.zero_init_residual=true is not supported by the {family.name!r} "
