@@ -79,6 +79,22 @@ def stage_inputs(spec: Any, stage: str) -> dict[str, Any]:
 SAME_SPLIT_SINCE_0_2 = {("data.val_size", 5000, None), ("data.calib_size", 1000, None)}
 
 
+def _is_same_split(key: str, old: Any, new: Any) -> bool:
+    """Whether ``old → new`` is a record written before 0.2 naming the split that runs now.
+
+    Values may be lists or tables (unhashable), so only scalars are looked up.
+
+    >>> _is_same_split("data.val_size", 5000, None)
+    True
+    >>> _is_same_split("train.widths", {"a": 1}, [2])
+    False
+    """
+    scalar = (str, int, float, bool, type(None))
+    if not (isinstance(old, scalar) and isinstance(new, scalar)):
+        return False
+    return (key, old, new) in SAME_SPLIT_SINCE_0_2
+
+
 def added_key_defaults() -> dict[str, Any]:
     """``train.<key>`` → default, JSON-shaped: a key a later version added means its default.
 
@@ -106,7 +122,7 @@ def changed_keys(recorded: Mapping[str, Any], current: Mapping[str, Any]) -> lis
         old, new = recorded.get(key, "<unset>"), current.get(key, "<unset>")
         if key not in recorded and key in defaults and new == defaults[key]:
             continue
-        if (key, old, new) in SAME_SPLIT_SINCE_0_2:
+        if _is_same_split(key, old, new):
             continue
         if old != new:
             lines.append(f"{key}: {json.dumps(old)} → {json.dumps(new)}")
