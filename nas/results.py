@@ -112,7 +112,15 @@ class ResultStore:
                 if not raw.endswith(b"\n"):
                     raise ValueError("no trailing newline")
                 evaluation = Evaluation.from_record(json.loads(raw))
-            except (ValueError, KeyError, TypeError, ConfigError) as exc:
+            # RecursionError: JSON nested too deep; OverflowError: an integer beyond float.
+            except (
+                ValueError,
+                KeyError,
+                TypeError,
+                ConfigError,
+                RecursionError,
+                OverflowError,
+            ) as exc:
                 if offset + len(raw) == len(data):
                     if not warn:
                         break

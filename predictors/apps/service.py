@@ -68,6 +68,7 @@ from pydantic import (
 )
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
@@ -486,6 +487,18 @@ def create_app(
         if exc.status_code == 400 and isinstance(cause, ValueError | RecursionError):
             message = f"the body is not valid JSON: {type(cause).__name__}: {cause}"
             return JSONResponse(_detail(["body"], message[:300], "json_invalid"), status_code=422)
+        if exc.status_code == 405:
+            # Starlette's Allow names the first route of the path only (``POST`` for
+            # ``/devices``, which GET serves too); a 405 must list them all (RFC 9110, 15.5.6).
+            allowed = sorted(
+                {
+                    method
+                    for route in app.router.routes
+                    if isinstance(route, Route) and route.matches(request.scope)[0] != Match.NONE
+                    for method in route.methods or ()
+                }
+            )
+            exc = StarletteHTTPException(405, exc.detail, {"Allow": ", ".join(allowed)})
         return await http_exception_handler(request, exc)
 
     @app.exception_handler(RequestValidationError)
