@@ -116,6 +116,9 @@ def paired_change(runs: list[dict[str, Any]], variant: str) -> dict[str, Any]:
         half = 0.0
     top1 = np.mean([by[(variant, s)] for s in seeds], axis=0)
     cpu = float(np.mean([r["train_cpu_s"] for r in runs if r["variant"] == variant]))
+    # The interval is over subnets of seed-averaged runs, so it omits seed-to-seed spread: a
+    # part is kept only when every seed's mean change is positive as well.
+    per_seed = [float(np.mean(by[(variant, s)] - by[("base", s)])) for s in seeds]
     return {
         "variant": variant,
         "changes": VARIANTS[variant],
@@ -125,8 +128,9 @@ def paired_change(runs: list[dict[str, Any]], variant: str) -> dict[str, Any]:
         "delta_pp": mean,
         "delta_ci95": [mean - half, mean + half],
         "delta_per_subnet_pp": [float(d) for d in diffs],
+        "delta_per_seed_pp": per_seed,
         "train_cpu_s": cpu,
-        "helps": mean - half > 0,
+        "helps": mean - half > 0 and min(per_seed) > 0,
     }
 
 
@@ -140,7 +144,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--val-size", type=int, default=4000)
     parser.add_argument("--jobs", type=int, default=2, help="trainings at once (1 thread each)")
     parser.add_argument("--quick", action="store_true", help="1 epoch, small data, 1 seed")
+    parser.add_argument(
+        "--summarise",
+        metavar="REPORT",
+        help="re-derive the table of a recorded report from its runs (no training) and rewrite it",
+    )
     args = parser.parse_args(argv)
+    if args.summarise:
+        return resummarise(Path(args.summarise))
     variants = tuple(dict.fromkeys(["base", *args.variants]))
     settings = Settings(
         epochs=1 if args.quick else args.epochs,
@@ -174,21 +185,32 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     return report
 
 
+def resummarise(path: Path) -> dict[str, Any]:
+    """Recompute a recorded report's summary rows from its runs; the measurements are kept."""
+    report = json.loads(path.read_text())
+    report["variants"] = [paired_change(report["runs"], v) for v in report["settings"]["variants"]]
+    path.write_text(json.dumps(report, indent=1) + "\n")
+    print(markdown(report))
+    return report
+
+
 def markdown(report: dict[str, Any]) -> str:
     """The ablation table as in ``benchmarks/README.md``."""
     n = len(report["subnets"])
     seeds = len(report["settings"]["seeds"])
     lines = [
         f"| variant | mean val top-1 of {n} subnets (%) | largest | smallest | "
-        f"Δ vs base (pp) [95 % CI over subnets, {seeds} seed(s)] | train CPU-s |",
-        "|---|---|---|---|---|---|",
+        f"Δ vs base (pp) [95 % CI over subnets, {seeds} seed(s)] | Δ per seed (pp) | helps | "
+        "train CPU-s |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for row in report["variants"]:
         low, high = row["delta_ci95"]
         lines.append(
             f"| {row['variant']} | {row['mean_val_top1']:.2f} | {row['largest_val_top1']:.2f} | "
             f"{row['smallest_val_top1']:.2f} | {row['delta_pp']:+.2f} [{low:+.2f}, {high:+.2f}] "
-            f"| {row['train_cpu_s']:.0f} |"
+            f"| {', '.join(f'{d:+.2f}' for d in row.get('delta_per_seed_pp', []))} "
+            f"| {'yes' if row['helps'] else 'no'} | {row['train_cpu_s']:.0f} |"
         )
     return "\n".join(lines)
 
