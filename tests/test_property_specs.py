@@ -459,16 +459,22 @@ GARBAGE = st.one_of(
 )
 
 
+def _stored(folder: Path, batches: list[list[Evaluation]]) -> Path:
+    """A result store in ``folder`` written one batch at a time, as a run appends."""
+    path = folder / "results.jsonl"
+    store = ResultStore(path)
+    for batch in batches:
+        store.extend(batch)
+    return path
+
+
 @settings(PROPERTY, max_examples=150)
 @given(batches=histories(), garbage=GARBAGE, newline=st.booleans())
 def test_a_torn_last_line_is_skipped_then_cut_away(
     batches: list[list[Evaluation]], garbage: bytes, newline: bool
 ) -> None:
     with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "results.jsonl"
-        store = ResultStore(path)
-        for batch in batches:
-            store.extend(batch)
+        path = _stored(Path(folder), batches)
         clean = path.read_bytes() if path.exists() else b""
         tail = garbage + (b"\n" if newline else b"")
         path.write_bytes(clean + tail)
@@ -497,10 +503,7 @@ def test_a_bad_line_before_the_last_is_one_error_naming_it(
     batches: list[list[Evaluation]], garbage: bytes
 ) -> None:
     with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "results.jsonl"
-        store = ResultStore(path)
-        for batch in batches:
-            store.extend(batch)
+        path = _stored(Path(folder), batches)
         lines = path.read_bytes().splitlines(keepends=True)
         if _is_record(garbage + b"\n"):
             return
