@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import json
 import sys
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -56,42 +57,31 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _print_summary(root: Path) -> None:
-    import pandas as pd
+    import csv
 
     from nas.artifacts.export import exported_paths, read_card
+    from nas.pipeline.console import front_summary
 
     front = root / "export" / "front.csv"
     if not front.exists():
         return
-    table = pd.read_csv(front)
-    shown = pd.DataFrame({"subnet": table["subnet"]})
-    for column in table.columns:
-        name = column.removesuffix(".measured")
-        if column.endswith(".measured") and name.startswith("top1"):
-            split = "test" if name.startswith("top1_test") else "val"
-            low, high = f"top1_{split}.ci95_low", f"top1_{split}.ci95_high"
-            interval = ""
-            if name in ("top1", "top1_test") and {low, high} <= set(table):
-                interval = table[low].map("{:.1f}".format) + "–" + table[high].map("{:.1f}".format)
-            shown[name] = table[column].map("{:.2f}".format) + (
-                " [" + interval + "]" if len(interval) else ""
-            )
-    for column in table.columns:
-        if column.endswith(".measured") and not column.startswith("top1"):
-            shown[column.removesuffix(".measured")] = table[column].round(4)
-    for column in table.columns:
-        if column.endswith(".predicted"):
-            shown[column] = table[column].round(3)
-    print(
-        "\nPareto front: non-dominated among every subnet measured in the run. top1 is on the "
-        "selection split (val), top1_test on the test split (never used to select), "
-        "top1_test@<target> as that target's runtime runs the model; [95 % interval]:"
+    with open(front, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    if not rows:
+        return
+    intro = (
+        "Pareto front: non-dominated among every subnet measured in the run. top1 (val) is on "
+        "the selection split, top1_test on the test split (never used to select), "
+        "top1_test@<target> as that target's runtime runs the model where it differs; "
+        "[95 % interval]; every column: export/front.csv"
     )
-    with pd.option_context("display.width", 250, "display.max_columns", 30):
-        print(shown.to_string(index=False))
+    print("\n" + textwrap.fill(intro, width=100))
+    for line in front_summary(rows):
+        print(line)
     cards = exported_paths(root / "export")
     if cards:
-        print(f"splits: {read_card(cards[0]).get('accuracy', {}).get('splits', 'not recorded')}")
+        splits = read_card(cards[0]).get("accuracy", {}).get("splits", "not recorded")
+        print(textwrap.fill(f"splits: {splits}", width=100, subsequent_indent="  "))
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
@@ -127,7 +117,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         args.predictors, parse_configs(text), return_std=args.std, base=args.base
     )
     for row in rows:
-        print(json.dumps(row))
+        print(json.dumps(_rounded(row)))
     return 0
 
 
@@ -143,8 +133,23 @@ def _cmd_best(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    print(json.dumps(best, indent=2))
+    print(json.dumps(_rounded(best), indent=2))
     return 0
+
+
+def _rounded(value: object, digits: int = 6) -> object:
+    """Floats to ``digits`` significant digits (what a metric means; no ``83.42500000000001``).
+
+    >>> _rounded({"top1": 83.42500000000001, "latency_ms": [4.9227644999999995], "n": 3})
+    {'top1': 83.425, 'latency_ms': [4.92276], 'n': 3}
+    """
+    if isinstance(value, float):
+        return float(f"{value:.{digits}g}")
+    if isinstance(value, dict):
+        return {k: _rounded(v, digits) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_rounded(v, digits) for v in value]
+    return value
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -163,8 +168,24 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 def _cmd_targets(args: argparse.Namespace) -> int:
     from nas.measure.targets import default_registry
 
-    for target in default_registry():
-        print(json.dumps(dataclasses.asdict(target)))
+    if args.spec is None:
+        for target in default_registry():
+            print(json.dumps(dataclasses.asdict(target)))
+        return 0
+    from nas.spec.config import ExperimentSpec
+
+    spec = ExperimentSpec.from_toml(args.spec)
+    declared = {t.name for t in spec.targets}
+    for target in default_registry().extended(spec.targets):
+        print(
+            json.dumps(
+                dataclasses.asdict(target)
+                | {
+                    "declared_in": "spec" if target.name in declared else "built-in",
+                    "measured": target.name in spec.measure.targets,
+                }
+            )
+        )
     return 0
 
 
@@ -290,7 +311,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_transfer_parser(sub)
 
-    p = sub.add_parser("targets", help="list the built-in hardware targets")
+    p = sub.add_parser("targets", help="list the hardware targets (built-in, or a spec's)")
+    p.add_argument(
+        "--spec",
+        help="also the targets this spec declares, each marked with where it is declared and "
+        "whether the spec measures it",
+    )
     p.set_defaults(func=_cmd_targets)
 
     p = sub.add_parser("submit", help="run `nas run SPEC` as a Ray job on a remote cluster")

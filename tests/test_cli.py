@@ -179,3 +179,25 @@ def test_serve_takes_a_bank_and_a_devices_dir(capsys: pytest.CaptureFixture[str]
     assert done.value.code == 0
     text = capsys.readouterr().out
     assert "--bank" in text and "--devices-dir" in text
+
+
+def test_targets_lists_a_specs_own_targets_and_what_it_measures(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    assert main(["targets"]) == 0
+    builtin = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    spec = tmp_path / "spec.toml"
+    spec.write_text(
+        '[measure]\ntargets = ["cpu_fp32", "box_b8"]\n\n'
+        '[[targets]]\nname = "box_b8"\nbatch_size = 8\n'
+    )
+    assert main(["targets", "--spec", str(spec)]) == 0
+    rows = {r["name"]: r for r in map(json.loads, capsys.readouterr().out.splitlines())}
+    assert len(rows) == len(builtin) + 1
+    assert rows["box_b8"]["batch_size"] == 8
+    assert (rows["box_b8"]["declared_in"], rows["box_b8"]["measured"]) == ("spec", True)
+    assert (rows["cpu_fp32"]["declared_in"], rows["cpu_fp32"]["measured"]) == ("built-in", True)
+    assert not rows["cpu_int8"]["measured"]
+    assert all("declared_in" not in r for r in builtin)

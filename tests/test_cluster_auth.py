@@ -143,3 +143,29 @@ def test_nas_submit_streams_the_job_and_brings_its_outputs_back(tmp_path: Path) 
     assert ended - trained > 10, f"log lines came {ended - trained:.1f} s before the end"
     status = _nas("status", str(out), env=user)
     assert status.returncode == 0 and "export      done" in status.stdout, status.stdout
+
+
+_LOCAL_RUN = (
+    "from nas.execution.placement import ensure_ray\n"
+    "ensure_ray(None)\n"
+    "import ray\n"
+    "assert ray.get(ray.remote(lambda: 1).remote()) == 1\n"
+)
+
+
+def test_a_local_instance_keeps_token_auth_without_rays_warning(tmp_path: Path) -> None:
+    """A fresh home: one line says where Ray writes the token; Ray's own warning is gone."""
+    home = tmp_path / "home"
+    lines = []
+    for _ in range(2):  # the second run finds the token and says nothing about it
+        done = subprocess.run(
+            [sys.executable, "-c", _LOCAL_RUN],
+            env=machine_env(home), capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert "Token authentication is enabled" not in done.stderr, done.stderr[-3000:]
+        lines.append([line for line in done.stderr.splitlines() if "token" in line.lower()])
+    token = home / ".ray" / "auth_token"
+    assert token.is_file() and token.read_text().strip()
+    assert len(lines[0]) == 1 and str(token) in lines[0][0], lines[0]
+    assert lines[1] == [], lines[1]

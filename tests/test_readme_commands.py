@@ -69,6 +69,7 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         check=False,
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    (root / "run.log").write_text(done.stdout + done.stderr)  # what `nas run > run.log` keeps
     return root
 
 
@@ -95,3 +96,14 @@ def test_readme_command_runs(command: str, finished_run: Path) -> None:
     )
     assert done.returncode == 0, f"{command}\n{done.stdout[-1500:]}\n{done.stderr[-1500:]}"
     assert done.stdout.strip(), f"{command} printed nothing"
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_a_logged_run_has_no_progress_redraws(finished_run: Path) -> None:
+    """Written to a file, progress is whole lines (no carriage-return redraws, none very long)."""
+    log = (finished_run / "run.log").read_text()
+    assert "\r" not in log
+    longest = max(log.splitlines(), key=len)
+    assert len(longest) <= 500, longest[:600]
+    assert re.search(r"^accuracy: \d+/\d+ subnet \(100%\)", log, re.M), log[-2000:]

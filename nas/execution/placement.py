@@ -11,6 +11,7 @@ while a measurement runs. Different nodes (e.g. a Raspberry Pi started with
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
@@ -18,7 +19,11 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from nas.errors import ConfigError
-from nas.execution.ray_auth import check_cluster_access, is_cluster_address
+from nas.execution.ray_auth import (
+    check_cluster_access,
+    is_cluster_address,
+    prepare_local_instance,
+)
 
 if TYPE_CHECKING:
     from nas.measure.targets import HardwareTarget
@@ -46,12 +51,20 @@ def ensure_ray(address: str | None = None, *, log_to_driver: bool = False) -> No
         target = ray_address(address)
         if is_cluster_address(target):
             check_cluster_access(target)
+        elif target == "local":
+            _say(prepare_local_instance())
         ray.init(address=target, include_dashboard=False, log_to_driver=log_to_driver)
+
+
+def _say(line: str | None) -> None:
+    if line:
+        print(line, file=sys.stderr)
 
 
 @contextlib.contextmanager
 def local_ray(*, num_cpus: int, resources: Mapping[str, float] | None = None) -> Iterator[None]:
     """A local Ray instance with ``num_cpus`` CPUs for the duration of a block (benchmarks)."""
+    _say(prepare_local_instance())
     ray.init(
         num_cpus=num_cpus,
         resources=dict(resources or {}),

@@ -13,6 +13,7 @@ then ``~/.ray/auth_token``; ``ray get-auth-token`` prints the one a machine uses
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import socket
 from collections.abc import Iterator
@@ -87,6 +88,38 @@ def check_cluster_access(address: str, *, timeout_s: float = 5.0) -> None:
         return
 
 
+def prepare_local_instance() -> str | None:
+    """Keep token authentication on for a fresh local instance, quietly; say where a token goes.
+
+    Ray 2.52+ turns token mode on for a new local instance when ``RAY_AUTH_MODE`` is unset, logs
+    a warning the user can do nothing about (other than switch security off), and writes a new
+    token to ``~/.ray/auth_token`` with an INFO line. Setting the mode explicitly to ``token``
+    keeps the same protection without the warning. Returns the one line to print when a token
+    file is about to be written (none exists yet), else ``None``.
+    """
+    if os.environ.get("RAY_AUTH_MODE") is not None:
+        return None  # the user chose; Ray respects the choice without a warning
+    try:
+        from ray._raylet import AuthenticationTokenLoader, Config
+    except ImportError:  # a Ray without token authentication
+        return None
+    os.environ["RAY_AUTH_MODE"] = "token"
+    Config.initialize("")  # Ray reads its config once; refresh it, as Ray's own switch does
+    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(
+        logging.WARNING
+    )
+    if AuthenticationTokenLoader.instance().has_token(ignore_auth_mode=True):
+        return None
+    return (
+        "ray: token authentication is on for the local instance; Ray writes a new token to "
+        f"{_default_token_path()} (nodes joining this machine's instances need it)"
+    )
+
+
+def _default_token_path() -> str:
+    return os.path.join(os.path.expanduser("~"), ".ray", "auth_token")
+
+
 @contextlib.contextmanager
 def _stderr_silenced() -> Iterator[None]:
     """Send file descriptor 2 (where Ray's C++ core logs) to /dev/null for the block."""
@@ -105,5 +138,6 @@ __all__ = [
     "TOKEN_HELP",
     "check_cluster_access",
     "is_cluster_address",
+    "prepare_local_instance",
     "token_source",
 ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import fcntl
 import json
+import math
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -42,17 +43,23 @@ def _json(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _jsonl_counts(path: Path) -> Counter[str]:
-    """Complete records per target of a result store (a torn last line is not counted)."""
-    counts: Counter[str] = Counter()
-    if not path.exists():
-        return counts
-    for line in path.read_bytes().split(b"\n")[:-1]:
-        try:
-            counts[str(json.loads(line).get("target"))] += 1
-        except (ValueError, AttributeError):
-            continue
-    return counts
+def _jsonl_counts(path: Path) -> tuple[Counter[str], int]:
+    """Distinct configs per target of a result store, and distinct configs in all.
+
+    A config measured twice (a resumed stage, a later source) counts once; a torn last line is
+    not counted.
+    """
+    per_target: dict[str, set[str]] = {}
+    if path.exists():
+        for line in path.read_bytes().split(b"\n")[:-1]:
+            try:
+                record = json.loads(line)
+                target, key = str(record.get("target")), str(record["config_key"])
+            except (ValueError, AttributeError, KeyError, TypeError):
+                continue
+            per_target.setdefault(target, set()).add(key)
+    counts = Counter({target: len(keys) for target, keys in per_target.items()})
+    return counts, len(set().union(*per_target.values()))
 
 
 def _csv_rows(path: Path) -> list[dict[str, str]]:
@@ -89,7 +96,7 @@ def run_status(root: Path) -> dict[str, Any]:
             stages[stage] = {"state": "in flight" if lock_holder(root) else "interrupted"}
         else:
             stages[stage] = {"state": "not started"}
-    measured = _jsonl_counts(root / "measure" / "results.jsonl")
+    measured, n_measured = _jsonl_counts(root / "measure" / "results.jsonl")
     history = _csv_rows(root / "search" / "history.csv")
     front = _csv_rows(root / "export" / "front.csv") or _csv_rows(root / "search" / "front.csv")
     last = history[-1] if history else {}
@@ -99,8 +106,11 @@ def run_status(root: Path) -> dict[str, Any]:
         "running": lock_holder(root),
         "stages": stages,
         "measured": dict(measured),
-        "searched": sum(_jsonl_counts(root / "search" / "predicted.jsonl").values()),
-        "hypervolume": {k: v for k, v in last.items() if k.startswith(("hv", "hyper", "ref"))},
+        "measured_subnets": n_measured,
+        "searched": _jsonl_counts(root / "search" / "predicted.jsonl")[1],
+        "hypervolume": {
+            k: _number(v) for k, v in last.items() if k.startswith(("hv", "hyper", "ref"))
+        },
         "front": front,
         "superseded": sorted(p.name for p in (root / SUPERSEDED_DIR).glob("*"))
         if (root / SUPERSEDED_DIR).exists()
@@ -117,19 +127,18 @@ def format_status(status: dict[str, Any]) -> str:
         took = f" in {seconds:.0f} s" if isinstance(seconds, int | float) else ""
         lines.append(f"  {stage:<11} {info['state']}{took}")
     if status["measured"]:
-        counts = ", ".join(f"{t}: {n}" for t, n in sorted(status["measured"].items()))
-        lines.append(f"  measured evaluations (target: count): {counts}")
+        counts = ", ".join(f"{t} {n}" for t, n in sorted(status["measured"].items()))
+        lines.append(
+            f"  measured subnets: {status.get('measured_subnets', '–')} (per target: {counts})"
+        )
     if status["searched"]:
-        lines.append(f"  searched (predicted) evaluations: {status['searched']}")
+        lines.append(f"  searched subnets (predicted values): {status['searched']}")
     if status["hypervolume"]:
-        hv = ", ".join(f"{k} {v}" for k, v in status["hypervolume"].items())
+        hv = ", ".join(f"{k} {_short(v)}" for k, v in status["hypervolume"].items())
         lines.append(f"  search hypervolume (last step): {hv}")
     if status["front"]:
-        lines.append(f"  front: {len(status['front'])} subnets")
-        columns = [c for c in status["front"][0] if c == "subnet" or _shown_metric(c)]
-        lines.append("    " + "  ".join(columns))
-        for row in status["front"]:
-            lines.append("    " + "  ".join(_short(row.get(c, "")) for c in columns))
+        lines.append(f"  front: {len(status['front'])} subnets (measured values)")
+        lines += ["    " + line for line in front_table(status["front"])]
     if status["superseded"]:
         lines.append(f"  superseded outputs: {', '.join(status['superseded'])}")
     return "\n".join(lines)
@@ -143,11 +152,76 @@ def _shown_metric(column: str) -> bool:
     return "@" not in name or name.startswith(("latency", "top1"))
 
 
-def _short(value: str) -> str:
+def front_table(rows: list[dict[str, str]]) -> list[str]:
+    r"""The front's measured metrics as aligned columns; a column that repeats another is left out.
+
+    ``top1_test@<target>`` equals ``top1_test`` wherever the target runs the float model; it is
+    shown only where it differs. Missing values print as ``–``.
+
+    >>> rows = [{"subnet": "s0", "top1.measured": "87.325", "top1_test.measured": "86.9",
+    ...          "top1_test@cpu.measured": "86.9", "model_size_bytes.measured": "249768.0"}]
+    >>> print("\n".join(front_table(rows)))
+    subnet  top1   top1_test  size_kB
+    s0      87.33  86.90      249.8
+    """
+    columns = [c for c in rows[0] if c == "subnet" or _shown_metric(c)]
+    columns = [c for c in columns if not _repeats_another(rows, c, columns)]
+    header = [_heading(c) for c in columns]
+    body = [[_cell(row.get(c, ""), c) for c in columns] for row in rows]
+    widths = [max(len(x) for x in column) for column in zip(header, *body, strict=True)]
+    return [
+        "  ".join(x.ljust(w) for x, w in zip(line, widths, strict=True)).rstrip()
+        for line in [header, *body]
+    ]
+
+
+def _repeats_another(rows: list[dict[str, str]], column: str, columns: list[str]) -> bool:
+    name = column.removesuffix(".measured")
+    if "@" not in name or not name.startswith("top1"):
+        return False
+    plain = name.split("@")[0] + ".measured"
+    return plain in columns and all(row.get(column) == row.get(plain) for row in rows)
+
+
+def _heading(column: str) -> str:
+    name = column.removesuffix(".measured")
+    return "size_kB" if name == "model_size_bytes" else name
+
+
+def _cell(value: str | None, column: str) -> str:
+    """A value rounded to what it means: accuracy to 0.01 pp, size in kB, others 4 digits."""
+    number = _number(value)
+    if not isinstance(number, float):
+        return "–" if number in ("", None) else str(number)
+    name = column.removesuffix(".measured")
+    if name.startswith("top1"):
+        return f"{number:.2f}"
+    if name == "model_size_bytes":
+        return f"{number / 1000:.1f}"
+    return _short(number)
+
+
+def _number(value: object) -> object:
+    """A CSV cell as a float where it is one (``nan`` counts as missing: ``None``)."""
     try:
-        return f"{float(value):.4g}"
-    except ValueError:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
         return value
+    return None if math.isnan(number) else number
+
+
+def _short(value: object) -> str:
+    """Four significant digits for a number, ``–`` for a missing one, else the text.
+
+    >>> _short(90.50611342484676), _short(None), _short("local")
+    ('90.51', '–', 'local')
+    """
+    if value is None or value == "":
+        return "–"
+    try:
+        return f"{float(value):.4g}"  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return str(value)
 
 
 def find_runs(folder: Path, *, max_depth: int = 4) -> Iterator[Path]:

@@ -21,6 +21,7 @@ import numpy as np
 from nas.errors import ConfigError, format_choice_error
 from nas.execution.local import LocalExecutor
 from nas.pareto import hypervolume, non_dominated, reference_point_from
+from nas.progress import progress_bar
 from nas.results import SOURCES, Evaluation, ResultStore, Source
 from nas.search.objectives import NO_TARGET, SearchProblem, split_metric_key
 from nas.subnet import SubnetConfig
@@ -280,9 +281,7 @@ def run_search(
     n_fresh, stalled, step = 0, 0, 0
     reason: StopReason = "budget"
 
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=budget, disable=not progress, desc=f"search {space.name}", unit="eval")
+    bar = progress_bar(budget if progress else 0, f"search {space.name}", unit="eval")
     try:
         while len(order) < budget:
             if searcher.done:
