@@ -211,6 +211,18 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from nas.pipeline.compare import compare_runs, format_comparison, plot_comparison
+
+    result = compare_runs(
+        [Path(r) for r in args.runs], reference_point=args.reference_point or None
+    )
+    print(json.dumps(result, indent=2) if args.json else format_comparison(result))
+    if args.plot:
+        print(f"picture: {plot_comparison(result, Path(args.plot))}", file=sys.stderr)
+    return 0
+
+
 def _cmd_runs(args: argparse.Namespace) -> int:
     from nas.pipeline.run_status import format_runs
 
@@ -302,6 +314,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("output_dir", help="a run directory, e.g. runs/default")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_cmd_status)
+
+    p = sub.add_parser("compare", help="fronts of several runs (or seeds) side by side")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="finished run directories")
+    p.add_argument(
+        "--reference-point",
+        type=float,
+        nargs="+",
+        help="hypervolume reference point, one value per objective (default: the union's nadir "
+        "pushed out by 10 %% of its range)",
+    )
+    p.add_argument("--plot", help="write the fronts in one picture (PNG) here")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=_cmd_compare)
 
     p = sub.add_parser("runs", help="list the run directories under a folder")
     p.add_argument("folder", nargs="?", default="runs", help="default: runs")
