@@ -854,6 +854,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     (OUT_DIR / f"weight_sharing{suffix}.json").write_text(json.dumps(report, indent=2))
     if not settings.quick:
         results = committed_result(part1, summary, hv, supernet_cost, family_cpu, report, argv)
+        results["family_rows"] = family_rows(pd.concat([family_frame, front_frame]))
+        results["nadir_reference_point"] = [
+            hv["front"]["nadir_ref_error"],
+            hv["front"]["nadir_ref_latency"],
+        ]
+        results["wall_s"] = wall
         RESULTS_DIR.mkdir(parents=True, exist_ok=True)
         (RESULTS_DIR / "weight_sharing.json").write_text(json.dumps(results, indent=1) + "\n")
     print_report(part1, family_frame, front_frame, report)
@@ -889,6 +895,17 @@ def committed_result(
         "goals": report["goals"],
         "subnets": part1.drop(columns=["config_key"]).to_dict(orient="records"),
     }
+
+
+def family_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Family members and front points as the committed file keeps them (missing: ``None``)."""
+    columns = ["set", "member", "architecture", "MACs (M)", "test_top1", "latency_ms"]
+    columns.append("train CPU-s")
+    rows = frame[columns].to_dict(orient="records")
+    return [
+        {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in row.items()}
+        for row in rows
+    ]
 
 
 def print_report(

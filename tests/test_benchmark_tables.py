@@ -29,3 +29,24 @@ def test_recipe_ablation_results_name_their_source() -> None:
     assert re.fullmatch(r"[0-9a-f]{40}(\+dirty)?", report["commit"])
     assert report["split"].startswith("validation")
     assert len(report["subnets"]) >= 10 and len(report["settings"]["seeds"]) >= 2
+
+
+def test_weight_sharing_tables_are_the_committed_results() -> None:
+    from benchmarks.weight_sharing_tables import markdown as weight_sharing_markdown
+
+    result = json.loads((REPO / "benchmarks/results/weight_sharing.json").read_text())
+    readme = (REPO / "benchmarks/README.md").read_text()
+    assert _block(readme, "weight_sharing") == weight_sharing_markdown(result)
+
+
+def test_weight_sharing_results_hold_what_the_issue_asks() -> None:
+    result = json.loads((REPO / "benchmarks/results/weight_sharing.json").read_text())
+    assert result["command"].startswith("python -m benchmarks.weight_sharing")
+    assert re.fullmatch(r"[0-9a-f]{40}(\+dirty)?", result["commit"])
+    for key in ("mean_gap_pp", "gap_ci95", "kendall_tau", "hv_front", "hv_family"):
+        assert isinstance(result[key], float | list), key
+    assert result["n_subnets"] == len(result["subnets"]) >= 8
+    gaps = [row["gap pp"] for row in result["subnets"]]
+    assert abs(sum(gaps) / len(gaps) - result["mean_gap_pp"]) < 1e-9
+    assert result["gap_ci95"][0] <= result["mean_gap_pp"] <= result["gap_ci95"][1]
+    assert result["goals"]["mean_gap_ge_-0.5pp"] == (result["mean_gap_pp"] >= -0.5)
