@@ -107,7 +107,11 @@ def train_and_score(variant: str, seed: int, settings: Settings) -> dict[str, An
 def paired_change(runs: list[dict[str, Any]], variant: str) -> dict[str, Any]:
     """Mean change against ``base`` over subnets (seed-averaged), with a 95 % t interval."""
     by = {(r["variant"], r["seed"]): np.asarray(r["val_top1"]) for r in runs}
-    seeds = sorted({r["seed"] for r in runs})
+    # The seeds this variant was trained with (an extended report adds seeds to some variants);
+    # each is paired with base at the same seed.
+    seeds = sorted(
+        {r["seed"] for r in runs if r["variant"] == variant and ("base", r["seed"]) in by}
+    )
     diffs = np.mean([by[(variant, s)] - by[("base", s)] for s in seeds], axis=0)
     mean = float(diffs.mean())
     if len(diffs) > 1 and diffs.std(ddof=1) > 0:
@@ -145,6 +149,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--jobs", type=int, default=2, help="trainings at once (1 thread each)")
     parser.add_argument("--quick", action="store_true", help="1 epoch, small data, 1 seed")
     parser.add_argument(
+        "--extend",
+        metavar="REPORT",
+        help="train the (variant, seed) pairs of --variants and --seeds (base included) that a "
+        "recorded report lacks, with its settings, and add them to it",
+    )
+    parser.add_argument(
         "--summarise",
         metavar="REPORT",
         help="re-derive the table of a recorded report from its runs (no training) and rewrite it",
@@ -152,6 +162,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     if args.summarise:
         return resummarise(Path(args.summarise))
+    if args.extend:
+        return extend(Path(args.extend), args.variants, args.seeds, args.jobs, argv)
     variants = tuple(dict.fromkeys(["base", *args.variants]))
     settings = Settings(
         epochs=1 if args.quick else args.epochs,
@@ -185,6 +197,48 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     return report
 
 
+def extend(
+    path: Path, variants: list[str], seeds: list[int], jobs: int, argv: list[str] | None
+) -> dict[str, Any]:
+    """Add missing (variant, seed) runs to a recorded report, paired with base at each seed.
+
+    The new runs use the report's own settings, so they pair with the recorded ones; where they
+    came from (command, commit, date) is kept in the report's ``extensions`` list.
+    """
+    report = json.loads(path.read_text())
+    recorded = report["settings"]
+    settings = Settings(
+        epochs=recorded["epochs"],
+        train_size=recorded["train_size"],
+        val_size=recorded["val_size"],
+        n_subnets=recorded["n_subnets"],
+        seeds=tuple(recorded["seeds"]),
+        variants=tuple(recorded["variants"]),
+        jobs=jobs,
+        quick=recorded["quick"],
+    )
+    if report["subnets"] != [c.key for c in compared_subnets(settings.n_subnets)]:
+        raise SystemExit(f"{path}: its compared subnets are not this code's; rerun it whole")
+    done = {(r["variant"], r["seed"]) for r in report["runs"]}
+    wanted = dict.fromkeys(["base", *variants])
+    work = [(v, s, settings) for v in wanted for s in seeds if (v, s) not in done]
+    start = time.perf_counter()
+    with mp.get_context("spawn").Pool(jobs) as pool:
+        runs = pool.starmap(train_and_score, work)
+    report["runs"] += runs
+    report.setdefault("extensions", []).append(
+        {
+            **provenance("benchmarks.recipe_ablation", argv),
+            "added": [[v, s] for v, s, _ in work],
+            "wall_s": time.perf_counter() - start,
+        }
+    )
+    report["variants"] = [paired_change(report["runs"], v) for v in report["settings"]["variants"]]
+    path.write_text(json.dumps(report, indent=1) + "\n")
+    print(markdown(report))
+    return report
+
+
 def resummarise(path: Path) -> dict[str, Any]:
     """Recompute a recorded report's summary rows from its runs; the measurements are kept."""
     report = json.loads(path.read_text())
@@ -200,7 +254,8 @@ def markdown(report: dict[str, Any]) -> str:
     seeds = len(report["settings"]["seeds"])
     lines = [
         f"| variant | mean val top-1 of {n} subnets (%) | largest | smallest | "
-        f"Δ vs base (pp) [95 % CI over subnets, {seeds} seed(s)] | Δ per seed (pp) | helps | "
+        f"Δ vs base (pp) [95 % CI over subnets, {seeds} seed(s) unless the next column has "
+        "more] | Δ per seed (pp) | helps | "
         "train CPU-s |",
         "|---|---|---|---|---|---|---|---|",
     ]

@@ -50,3 +50,18 @@ def test_weight_sharing_results_hold_what_the_issue_asks() -> None:
     assert abs(sum(gaps) / len(gaps) - result["mean_gap_pp"]) < 1e-9
     assert result["gap_ci95"][0] <= result["mean_gap_pp"] <= result["gap_ci95"][1]
     assert result["goals"]["mean_gap_ge_-0.5pp"] == (result["mean_gap_pp"] >= -0.5)
+
+
+def test_an_extended_variant_is_paired_on_its_own_seeds() -> None:
+    from benchmarks.recipe_ablation import paired_change
+
+    def run(variant: str, seed: int, top1: list[float]) -> dict[str, object]:
+        return {"variant": variant, "seed": seed, "val_top1": top1, "train_cpu_s": 1.0}
+
+    runs = [run("base", s, [80.0, 70.0]) for s in range(4)]
+    runs += [run("ema", s, [80.5, 70.5]) for s in range(2)]  # two seeds recorded
+    runs += [run("zero_init", s, [80.0 + s, 70.0 + s]) for s in range(4)]  # extended to four
+    assert paired_change(runs, "ema")["delta_per_seed_pp"] == [0.5, 0.5]
+    row = paired_change(runs, "zero_init")
+    assert row["delta_per_seed_pp"] == [0.0, 1.0, 2.0, 3.0]
+    assert row["delta_pp"] == 1.5 and not row["helps"]  # seed 0 shows no gain
