@@ -11,6 +11,7 @@ import dataclasses
 import json
 import sys
 import textwrap
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -206,9 +207,21 @@ def _cmd_space(args: argparse.Namespace) -> int:
 def _cmd_status(args: argparse.Namespace) -> int:
     from nas.pipeline.run_status import format_status, run_status
 
-    status = run_status(Path(args.output_dir))
-    print(json.dumps(status, indent=2, default=str) if args.json else format_status(status))
-    return 0
+    if args.watch is not None and args.watch <= 0:
+        raise ConfigError(f"--watch={args.watch} must be a positive number of seconds")
+    tty = sys.stdout.isatty()
+    try:
+        while True:
+            status = run_status(Path(args.output_dir))
+            text = json.dumps(status, default=str) if args.json else format_status(status)
+            if args.watch is not None and tty and not args.json:
+                text = "\x1b[H\x1b[2J" + text  # redraw in place on a terminal
+            print(text, flush=True)
+            if args.watch is None or not status["running"]:
+                return 0  # one look, or the run is no longer live: the last view stays
+            time.sleep(args.watch)
+    except KeyboardInterrupt:  # the watcher leaves; the run goes on
+        return 0
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
@@ -310,9 +323,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_cmd_space)
 
-    p = sub.add_parser("status", help="stages, counts and front of a run directory")
+    p = sub.add_parser("status", help="stages, progress, counts and front of a run directory")
     p.add_argument("output_dir", help="a run directory, e.g. runs/default")
-    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--json", action="store_true", help="print JSON (with --watch: one per line)")
+    p.add_argument(
+        "--watch",
+        type=float,
+        nargs="?",
+        const=5.0,
+        metavar="SECONDS",
+        help="refresh every SECONDS (default 5) while the run is live; ends when it is not",
+    )
     p.set_defaults(func=_cmd_status)
 
     p = sub.add_parser("compare", help="fronts of several runs (or seeds) side by side")

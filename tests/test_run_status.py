@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import pytest
+
+from nas.cli import main
+from nas.pipeline.run_dir import RunLock
 from nas.pipeline.run_status import format_status, run_status
 from nas.results import Evaluation, ResultStore
 from nas.subnet import SubnetConfig
@@ -64,3 +71,61 @@ def test_text_is_rounded_narrow_and_marks_missing_values(tmp_path: Path) -> None
     assert header.split() == shown  # top1_test@cpu repeats top1_test everywhere: left out
     last = text.splitlines()[-1].split()
     assert last[0] == "subnet_01" and last.count("–") == 2  # no latency, nan accuracy
+
+
+def _training_run(tmp_path: Path, epochs_done: int) -> Path:
+    root = tmp_path / "live"
+    (root / "train").mkdir(parents=True)
+    spec = {"name": "live", "train": {"options": {"epochs": 6}}}
+    (root / "spec.json").write_text(json.dumps(spec))
+    (root / "train" / "INPUTS.json").write_text("{}")
+    with open(root / "train" / "metrics.csv", "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["epoch", "loss_largest", "top1_largest", "lr"])
+        writer.writerows([e, 0.5 / (e + 1), 80 + e, 0.1] for e in range(epochs_done))
+    return root
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_progress_of_a_started_stage(tmp_path: Path) -> None:
+    root = _training_run(tmp_path, epochs_done=2)
+    status = run_status(root)
+    progress = status["progress"]
+    assert (progress["stage"], progress["done"], progress["total"]) == ("train", 2, 6)
+    assert progress["eta_s"] is None  # interrupted (no live run): no ETA
+    assert progress["latest"]["top1_largest"] == 81.0
+    text = format_status(status)
+    assert "progress: train 2/6 epochs (33%)" in text
+    assert "last epoch: epoch 1, loss_largest 0.25, top1_largest 81" in text
+    with RunLock(root):
+        from nas.pipeline.run_status import stage_progress
+
+        live = run_status(root)
+        started = (root / "train" / "INPUTS.json").stat().st_mtime
+        again = stage_progress(root, json.loads((root / "spec.json").read_text()),
+                               live["stages"], 0, 0, now=started + 60)  # fmt: skip
+    assert live["stages"]["train"]["state"] == "in flight"
+    assert again is not None and again["eta_s"] == 120.0  # 2 epochs a minute, 4 to go
+
+
+def test_watch_refreshes_while_live_and_ends_with_the_run(tmp_path: Path) -> None:
+    root = _training_run(tmp_path, epochs_done=1)
+    command = [sys.executable, "-m", "nas", "status", str(root), "--watch", "0.2"]
+    with RunLock(root):
+        watcher = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=REPO)
+        time.sleep(3.0)
+    out, _ = watcher.communicate(timeout=60)
+    assert watcher.returncode == 0
+    views = out.count("run ")
+    assert views >= 2, out  # refreshed while the lock was held, then one last view
+    live_lines = [line for line in out.splitlines() if line.startswith("  live: ")]
+    assert live_lines[0].startswith("  live: PID ") and live_lines[-1] == "  live: no"
+    assert "\x1b" not in out  # not a terminal: no screen control codes
+    assert run_status(root)["running"] is None
+
+
+def test_watch_takes_only_a_positive_interval(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["status", ".", "--watch", "0"]) == 2
+    assert "--watch=0.0 must be a positive number of seconds" in capsys.readouterr().err

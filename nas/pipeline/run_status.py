@@ -100,6 +100,7 @@ def run_status(root: Path) -> dict[str, Any]:
     history = _csv_rows(root / "search" / "history.csv")
     front = _csv_rows(root / "export" / "front.csv") or _csv_rows(root / "search" / "front.csv")
     last = history[-1] if history else {}
+    searched = _jsonl_counts(root / "search" / "predicted.jsonl")[1]
     return {
         "run": str(root),
         "name": spec.get("name"),
@@ -107,7 +108,8 @@ def run_status(root: Path) -> dict[str, Any]:
         "stages": stages,
         "measured": dict(measured),
         "measured_subnets": n_measured,
-        "searched": _jsonl_counts(root / "search" / "predicted.jsonl")[1],
+        "searched": searched,
+        "progress": stage_progress(root, spec, stages, n_measured, searched),
         "hypervolume": {
             k: _number(v) for k, v in last.items() if k.startswith(("hv", "hyper", "ref"))
         },
@@ -118,6 +120,86 @@ def run_status(root: Path) -> dict[str, Any]:
     }
 
 
+def stage_progress(
+    root: Path,
+    spec: dict[str, Any],
+    stages: dict[str, dict[str, Any]],
+    n_measured: int,
+    n_searched: int,
+    *,
+    now: float | None = None,
+) -> dict[str, Any] | None:
+    """How far the started-but-unfinished stage is: done / total, elapsed, ETA, last epoch.
+
+    ``None`` when no stage is in flight or interrupted. The ETA assumes the stage's pace so far
+    (from its ``INPUTS.json``, written when it started) holds; it is ``None`` before any item is
+    done or where the total is not known in advance (export).
+    """
+    stage = next((s for s, i in stages.items() if i["state"] in ("in flight", "interrupted")), "")
+    if not stage:
+        return None
+    section = spec.get(stage, {})
+    latest: dict[str, str] = {}
+    done: int
+    total: int | None
+    if stage == "train":
+        rows = _csv_rows(root / "train" / "metrics.csv")
+        done, latest = len(rows), (rows[-1] if rows else {})
+        total = _train_epochs(section)
+        unit = "epochs"
+    elif stage == "measure":
+        done, total, unit = n_measured, int(section.get("n_samples", 0)) or None, "subnets"
+    elif stage == "search":
+        done, total, unit = n_searched, int(section.get("budget", 0)) or None, "evaluations"
+    else:
+        done, total, unit = len(list((root / stage).glob("subnet_*"))), None, "subnets"
+    started = (root / stage / INPUTS_FILE).stat().st_mtime
+    elapsed = max((time.time() if now is None else now) - started, 0.0)
+    eta = None
+    if total is not None and 0 < done < total and stages[stage]["state"] == "in flight":
+        eta = elapsed / done * (total - done)
+    return {
+        "stage": stage,
+        "done": done,
+        "total": total,
+        "unit": unit,
+        "elapsed_s": elapsed,
+        "eta_s": eta,
+        "latest": {k: _number(v) for k, v in latest.items()},
+    }
+
+
+def _train_epochs(section: dict[str, Any]) -> int:
+    from nas.training.config import TrainConfig
+
+    options = section.get("options", section)
+    epochs = options.get("epochs") if isinstance(options, dict) else None
+    return int(epochs) if isinstance(epochs, int) else int(TrainConfig().epochs)
+
+
+def _progress_lines(progress: dict[str, Any]) -> list[str]:
+    total = progress["total"]
+    share = f" ({100 * progress['done'] / total:.0f}%)" if total else ""
+    text = (
+        f"  progress: {progress['stage']} {progress['done']}/{total or '?'} {progress['unit']}"
+        f"{share}, {_clock(progress['elapsed_s'])} elapsed"
+    )
+    if progress["eta_s"] is not None:
+        text += f", ETA {_clock(progress['eta_s'])}"
+    lines = [text]
+    shown = ("epoch", "loss_largest", "top1_largest", "top1_smallest", "samples_per_s")
+    latest = {k: v for k, v in progress["latest"].items() if k in shown}
+    if latest:
+        lines.append("  last epoch: " + ", ".join(f"{k} {_short(v)}" for k, v in latest.items()))
+    return lines
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
 def format_status(status: dict[str, Any]) -> str:
     """The text ``nas status`` prints."""
     lines = [f"run {status['run']} ({status['name']})"]
@@ -126,6 +208,8 @@ def format_status(status: dict[str, Any]) -> str:
         seconds = info.get("seconds")
         took = f" in {seconds:.0f} s" if isinstance(seconds, int | float) else ""
         lines.append(f"  {stage:<11} {info['state']}{took}")
+    if status.get("progress"):
+        lines += _progress_lines(status["progress"])
     if status["measured"]:
         counts = ", ".join(f"{t} {n}" for t, n in sorted(status["measured"].items()))
         lines.append(
