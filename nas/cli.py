@@ -15,7 +15,13 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from nas.errors import ConfigError, IncompatibleArtifactError, StorageError, UnsafeFileError
+from nas.errors import (
+    ConfigError,
+    IncompatibleArtifactError,
+    RunStopped,
+    StorageError,
+    UnsafeFileError,
+)
 
 STAGE_COMMANDS = {
     "train": "train",
@@ -236,6 +242,28 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_stop(args: argparse.Namespace) -> int:
+    from nas.pipeline.run_dir import request_stop
+    from nas.pipeline.run_status import lock_holder, require_run
+
+    root = require_run(Path(args.run), key="RUN")
+    holder = lock_holder(root)
+    if holder is None:
+        raise ConfigError(f"RUN={str(root)!r} has no live run (nothing to stop)")
+    request_stop(root)
+    print(
+        f"stop requested for {root} ({holder}): it ends at its next clean point (after the "
+        "training epoch's checkpoint, the stored measurement or the stage in progress); "
+        "`nas run` with the same spec resumes"
+    )
+    if not args.wait:
+        return 0
+    while lock_holder(root) is not None:
+        time.sleep(0.5)
+    print(f"{root}: stopped")
+    return 0
+
+
 def _cmd_runs(args: argparse.Namespace) -> int:
     from nas.pipeline.run_status import format_runs
 
@@ -349,6 +377,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_cmd_compare)
 
+    p = sub.add_parser("stop", help="stop a live run at its next clean point (resumable)")
+    p.add_argument("run", metavar="RUN", help="the run directory of a live run")
+    p.add_argument("--wait", action="store_true", help="return once the run has stopped")
+    p.set_defaults(func=_cmd_stop)
+
     p = sub.add_parser("runs", help="list the run directories under a folder")
     p.add_argument("folder", nargs="?", default="runs", help="default: runs")
     p.set_defaults(func=_cmd_runs)
@@ -388,6 +421,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StorageError as exc:  # the run directory could not be written; what was, holds
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except RunStopped as exc:  # `nas stop` asked for it; the run resumes where it stopped
+        print(f"stopped: {exc}", file=sys.stderr)
+        return 3
     except BrokenPipeError:  # the reader (`| head`) left; not an error of ours
         sys.stderr.close()
         return 0

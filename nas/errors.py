@@ -33,6 +33,13 @@ class StorageError(OSError):
     """
 
 
+class RunStopped(Exception):
+    """A run ended early because ``nas stop`` asked it to, at a point ``nas run`` resumes from.
+
+    The message says where it stopped; the CLI prints it and exits 3.
+    """
+
+
 def format_choice_error(key: str, value: object, allowed: object) -> str:
     """Return the one message shape used for every bad value: ``key=value is not one of [...]``."""
     return f"{key}={value!r} is not one of {allowed!r}"

@@ -30,7 +30,7 @@ from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig, Sc
 from ray.train.torch import TorchConfig, TorchTrainer
 
 from nas.data.datasets import ImageData
-from nas.errors import ConfigError, StorageError
+from nas.errors import ConfigError, RunStopped, StorageError
 from nas.execution.placement import ensure_ray
 from nas.space import SearchSpace
 from nas.training.checkpoint import latest_checkpoint, load_checkpoint
@@ -86,6 +86,8 @@ def _worker_loop(loop_config: dict[str, Any]) -> None:
         row["workers"] = world
         if rank != 0:
             ray.train.report({k: v for k, v in row.items() if k != "phase"})
+            if _all_agree_to_stop(loop_config.get("stop_file"), device):
+                break
             continue
         evaluated = trainer.evaluated_model
         row.update(
@@ -100,6 +102,22 @@ def _worker_loop(loop_config: dict[str, Any]) -> None:
                 checkpoint=Checkpoint.from_directory(tmp),
                 checkpoint_dir_name=f"epoch_{epoch + 1:04d}",
             )
+        if _all_agree_to_stop(loop_config.get("stop_file"), device):
+            break  # after the epoch's checkpoint: `nas run` resumes from it
+
+
+def _all_agree_to_stop(stop_file: str | None, device: torch.device) -> bool:
+    """Whether a stop was requested, decided once for all workers (a max over ranks).
+
+    Each worker looks at the request file, and the workers then agree: a rank that saw no
+    request yet must not start an epoch the others have left, or its collectives would hang.
+    """
+    if stop_file is None:
+        return False
+    flag = torch.tensor([1.0 if Path(stop_file).exists() else 0.0], device=device)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+    return bool(flag.item() > 0)
 
 
 class EpochPrinter:
@@ -186,6 +204,7 @@ def train_supernet(  # noqa: D417
     use_gpu: bool = False,
     cpus_per_worker: float = 1.0,
     resume: bool = True,
+    stop_file: str | Path | None = None,
 ) -> TrainResult:
     """Train (or finish training) a supernet with Ray Train; return the final checkpoint.
 
@@ -194,6 +213,8 @@ def train_supernet(  # noqa: D417
             same directory resumes from its newest finished checkpoint.
         address: An existing Ray cluster (``None``: connect to or start a local instance).
         resume: ``False`` discards what ``run_dir`` holds and starts over.
+        stop_file: When this file appears, training ends after the current epoch's checkpoint
+            and :class:`~nas.errors.RunStopped` is raised (``nas stop``); rerunning resumes.
 
     Raises:
         ConfigError: the cluster lacks the CPUs/GPUs for ``num_workers``, or the batch size does
@@ -226,6 +247,7 @@ def train_supernet(  # noqa: D417
             "run_dir": str(run_dir),
             "threads": max(1, int(cpus_per_worker)),
             "resume_from": str(latest) if latest is not None else None,
+            "stop_file": str(stop_file) if stop_file is not None else None,
         },
         torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
         scaling_config=ScalingConfig(
@@ -250,6 +272,12 @@ def train_supernet(  # noqa: D417
     final = latest_checkpoint(ray_dir)
     if final is None:
         raise RuntimeError(f"training finished without a checkpoint under {ray_dir}")
+    done = load_checkpoint(final).epoch
+    if done < config.epochs:  # the loop left early: only a stop request does that
+        raise RunStopped(
+            f"stopped on request in [train] after epoch {done} of {config.epochs} (its "
+            "checkpoint is kept); `nas run` with the same spec resumes from it"
+        )
     return _result(run_dir, final, config)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from nas.pipeline.console import progress_bar
@@ -12,7 +14,7 @@ from nas.pipeline.context import (
     latency_protocol,
     measured_results,
 )
-from nas.pipeline.run_dir import relative_to_run
+from nas.pipeline.run_dir import relative_to_run, stop_here
 from nas.search.objectives import NO_TARGET
 from nas.spec.resolve import (
     ResolvedExperiment,
@@ -56,7 +58,7 @@ def run_measure(ctx: RunContext) -> dict[str, Any]:
             target=NO_TARGET,
             store=store,
             executor=executor_for(exp),
-            progress=bar.update,
+            progress=_stoppable(bar.update, exp.root, "accuracy"),
         )
     for target in exp.measured_targets:
         todo = sum(store.get(c, target.name) is None for c in configs)
@@ -69,6 +71,19 @@ def run_measure(ctx: RunContext) -> dict[str, Any]:
                 store,
                 protocol=latency_protocol(exp),
                 seed=exp.spec.seed,
-                progress=bar.update,
+                progress=_stoppable(bar.update, exp.root, f"latency {target.name}"),
             )
     return {"n_configs": len(configs), "store": relative_to_run(exp.root, store.path)}
+
+
+def _stoppable(update: Callable[[int], object], root: Path, what: str) -> Callable[[int], None]:
+    """A progress callback that also ends the stage when ``nas stop`` asked for it.
+
+    It is called after a measurement is stored, so stopping there loses nothing.
+    """
+
+    def step(n: int = 1) -> None:
+        update(n)
+        stop_here(root, f"in [measure] ({what}: after a stored measurement)")
+
+    return step

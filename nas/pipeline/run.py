@@ -53,10 +53,12 @@ def run_experiment(
     """
     from nas.pipeline.run_dir import (
         RunLock,
+        clear_stop,
         finish_superseding,
         outdated_by,
         refuse_stale,
         stale_stages,
+        stop_here,
         supersede,
     )
 
@@ -86,7 +88,9 @@ def run_experiment(
             if moved is not None:
                 log(f"--force: earlier outputs of the redone stages moved to {moved}")
         write_json_atomic(exp.root / "spec.json", dataclasses.asdict(spec))
+        clear_stop(exp.root)  # a request left from an earlier run is not for this one
         for stage in stages:
+            stop_here(exp.root, f"before [{stage}]")
             if stage_done(exp, stage) is not None:
                 newer = outdated_by(exp.root, stage)
                 if newer is None:

@@ -22,9 +22,10 @@ from pathlib import Path
 from typing import IO, Any
 
 from nas.artifacts.export import write_json_atomic
-from nas.errors import ConfigError
+from nas.errors import ConfigError, RunStopped
 
 LOCK_FILE = ".nas-run.lock"
+STOP_FILE = ".nas-stop"  # written by `nas stop`; the live run ends at its next clean point
 INPUTS_FILE = "INPUTS.json"
 SUPERSEDED_DIR = "superseded"
 STAGE_ORDER: tuple[str, ...] = ("train", "measure", "predictors", "search", "export")
@@ -325,3 +326,35 @@ def holder_text(text: str) -> str:
         return f"PID {int(info['pid'])} on host {info['host']!s}, since {started}"
     except (ValueError, KeyError, TypeError):
         return "holder unknown"
+
+
+def request_stop(root: Path) -> Path:
+    """Ask the live run of ``root`` to stop at its next clean point (``nas stop``)."""
+    path = Path(root) / STOP_FILE
+    write_json_atomic(
+        path, {"pid": os.getpid(), "host": socket.gethostname(), "requested_at": time.time()}
+    )
+    return path
+
+
+def stop_requested(root: Path) -> bool:
+    """Whether ``nas stop`` asked the run of ``root`` to stop."""
+    return (Path(root) / STOP_FILE).exists()
+
+
+def clear_stop(root: Path) -> None:
+    """Forget a stop request (a new run starts; an old request is not meant for it)."""
+    (Path(root) / STOP_FILE).unlink(missing_ok=True)
+
+
+def stop_here(root: Path, where: str) -> None:
+    """Raise :class:`~nas.errors.RunStopped` if ``nas stop`` asked this run to stop.
+
+    Called only at clean points: between stages, after a stored measurement, after a training
+    epoch's checkpoint. ``where`` says which, for the message.
+    """
+    if stop_requested(root):
+        raise RunStopped(
+            f"{root}: stopped on request {where}; finished work is kept and `nas run` with the "
+            "same spec resumes from here"
+        )

@@ -7,7 +7,7 @@ from typing import Any
 from nas.pipeline.context import (
     RunContext,
 )
-from nas.pipeline.run_dir import relative_to_run
+from nas.pipeline.run_dir import STOP_FILE, relative_to_run
 
 
 def run_train(ctx: RunContext) -> dict[str, Any]:
@@ -26,6 +26,7 @@ def run_train(ctx: RunContext) -> dict[str, Any]:
         use_gpu=spec.ray.use_gpu,
         cpus_per_worker=spec.ray.cpus_per_worker,
         resume=True,
+        stop_file=exp.root / STOP_FILE,
     )
     root = exp.root
     return {
