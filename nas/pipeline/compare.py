@@ -22,7 +22,7 @@ from nas.errors import ConfigError
 from nas.pareto import hypervolume, reference_point_from
 from nas.pipeline.console import aligned
 from nas.pipeline.run_status import require_run
-from nas.search.objectives import Objective
+from nas.search.objectives import Objective, with_unit
 
 # Keys that name a run rather than change it.
 _NOT_COMPARED = ("output_dir", "name")
@@ -182,8 +182,8 @@ def plot_comparison(result: Mapping[str, Any], path: Path) -> Path:
         ax.plot(front[order, 1], front[order, 0], marker="o", drawstyle="steps-post", label=label)
     ref = result["reference_point"]
     ax.scatter([ref[1]], [ref[0]], marker="x", color="black", label="reference point")
-    ax.set_xlabel(_axis_label(objectives[1]))
-    ax.set_ylabel(_axis_label(objectives[0]))
+    ax.set_xlabel(with_unit(objectives[1]))
+    ax.set_ylabel(with_unit(objectives[0]))
     ax.set_title("Exported fronts, measured", fontsize=10)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -191,18 +191,6 @@ def plot_comparison(result: Mapping[str, Any], path: Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
-
-
-def _axis_label(key: str) -> str:
-    """An objective key with its unit.
-
-    >>> _axis_label("latency_ms@cpu"), _axis_label("top1")
-    ('latency_ms@cpu (ms)', 'top1 (%)')
-    """
-    metric = key.split("@")[0]
-    units = {"top1": "%", "latency_ms": "ms", "macs_m": "M MACs", "params_m": "M"}
-    unit = units.get(metric, "bytes" if metric == "model_size_bytes" else "")
-    return f"{key} ({unit})" if unit else key
 
 
 __all__ = ["compare_runs", "differing_keys", "flatten", "format_comparison", "plot_comparison"]

@@ -196,7 +196,7 @@ def run_export(ctx: RunContext) -> dict[str, Any]:
     bar.close()
     table = pd.DataFrame(rows)
     table.to_csv(out / "front.csv", index=False)
-    _plot_front(exp, subnets, front, search_front, out / "pareto.png")
+    _plot_front(exp, subnets, front, search_front, out / "pareto.png", exported=chosen)
     archive = [
         {
             "config": s.config.to_dict(),
@@ -291,16 +291,23 @@ def _plot_front(
     front: Sequence[MeasuredSubnet],
     search_front: pd.DataFrame,
     path: Path,
+    exported: Sequence[MeasuredSubnet] = (),
 ) -> None:
-    """Measured subnets (points), their non-dominated set (staircase), predicted front (×)."""
+    """The run's front picture: what was measured, what is non-dominated, what was exported.
+
+    Measured subnets (grey), their non-dominated set (staircase), the exported ones (rings), and
+    the searched front's predictions (×), each joined to its measured point by a thin line.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from nas.search.objectives import with_unit
+
     obj = exp.problem.objectives
     x_obj, y_obj = obj[1], obj[0]
-    fig, ax = plt.subplots(figsize=(6, 4.5))
+    fig, ax = plt.subplots(figsize=(6.4, 4.8))
     points = [
         (s.metrics[x_obj.key], s.metrics[y_obj.key]) for s in subnets if x_obj.key in s.metrics
     ]
@@ -313,19 +320,36 @@ def _plot_front(
         fy = [s.metrics[y_obj.key] for s in f]
         ax.step(fx, fy, where="post", color="C0", lw=1.2)
         ax.scatter(fx, fy, s=22, color="C0", zorder=3, label=f"measured front ({len(f)})")
-    predicted_x, predicted_y = f"{x_obj.key}.predicted", f"{y_obj.key}.predicted"
-    if exp.spec.search.use_predictors and {predicted_x, predicted_y} <= set(search_front):
+    if exported:
         ax.scatter(
-            search_front[predicted_x],
-            search_front[predicted_y],
+            [s.metrics[x_obj.key] for s in exported],
+            [s.metrics[y_obj.key] for s in exported],
+            s=90,
+            facecolors="none",
+            edgecolors="black",
+            linewidths=1.2,
+            zorder=4,
+            label=f"exported ({len(exported)})",
+        )
+    px, py = f"{x_obj.key}.predicted", f"{y_obj.key}.predicted"
+    mx, my = f"{x_obj.key}.measured", f"{y_obj.key}.measured"
+    if exp.spec.search.use_predictors and {px, py} <= set(search_front):
+        if {mx, my} <= set(search_front):
+            for row in search_front[[px, py, mx, my]].dropna().itertuples(index=False):
+                ax.plot([row[0], row[2]], [row[1], row[3]], color="C1", lw=0.5, alpha=0.5)
+        ax.scatter(
+            search_front[px],
+            search_front[py],
             marker="x",
             color="C1",
-            label="searched front (predicted values)",
+            label="searched front, predicted (line: to its measured point)",
         )
-    ax.set_xlabel(f"{x_obj.key} ({x_obj.direction})")
-    ax.set_ylabel(f"{y_obj.key} ({y_obj.direction}), {exp.spec.measure.eval_split} split")
-    ax.set_title(f"{exp.spec.name}: measured Pareto front on {exp.space.name}")
-    ax.legend(fontsize=8)
+    ax.set_xlabel(f"{with_unit(x_obj.key)}, {x_obj.direction}imised")
+    ax.set_ylabel(
+        f"{with_unit(y_obj.key)}, {y_obj.direction}imised, {exp.spec.measure.eval_split} split"
+    )
+    ax.set_title(f"{exp.spec.name}: measured Pareto front on {exp.space.name}", fontsize=10)
+    ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -75,15 +76,23 @@ def _plot_predictions(fit: Any, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(4, 4))
+    from nas.search.objectives import with_unit
+
+    fig, ax = plt.subplots(figsize=(4.6, 4.6))
     ax.scatter(fit.y_test, fit.y_pred, s=12)
     lo = float(min(fit.y_test.min(), fit.y_pred.min()))
     hi = float(max(fit.y_test.max(), fit.y_pred.max()))
     ax.plot([lo, hi], [lo, hi], color="grey", lw=1)
     q = fit.predictor.quality
-    ax.set_title(f"{fit.predictor.name}: tau={q.kendall_tau:.2f}, n_test={q.n_test}")
-    ax.set_xlabel("measured")
-    ax.set_ylabel("predicted")
+    low, high = q.kendall_tau_ci95
+    interval = "" if math.isnan(low) else f" [{low:.2f}, {high:.2f}]"
+    ax.set_title(
+        f"{fit.predictor.name}\nKendall τ {q.kendall_tau:.2f}{interval} (95 %), "
+        f"{q.n_test} held-out subnets",
+        fontsize=9,
+    )
+    ax.set_xlabel(f"measured {with_unit(fit.predictor.name)}")
+    ax.set_ylabel(f"predicted {with_unit(fit.predictor.name)}")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -46,6 +46,27 @@ def split_metric_key(key: str) -> tuple[str, str | None]:
     return metric, (target if sep else None)
 
 
+# Units of the built-in metrics, for axes and tables (a metric not listed has none).
+METRIC_UNITS: dict[str, str] = {
+    "top1": "%",
+    "top1_test": "%",
+    "latency_ms": "ms",
+    "macs_m": "M MACs",
+    "params_m": "M params",
+    "model_size_bytes": "bytes",
+}
+
+
+def with_unit(key: str) -> str:
+    """A metric key with its unit, for an axis label.
+
+    >>> with_unit("latency_ms@cpu_fp32"), with_unit("top1"), with_unit("my_score")
+    ('latency_ms@cpu_fp32 (ms)', 'top1 (%)', 'my_score')
+    """
+    unit = METRIC_UNITS.get(key.split("@")[0].split(".")[0])
+    return f"{key} ({unit})" if unit else key
+
+
 @dataclass(frozen=True)
 class Objective:
     """One metric to optimise.
