@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from nas.artifacts.export import write_json_atomic
-from nas.errors import ConfigError, format_choice_error
+from nas.errors import ConfigError, RunStopped, format_choice_error
 from nas.pipeline.console import tally_noisy_latency
 from nas.pipeline.context import (
     RunContext,
@@ -20,6 +20,7 @@ from nas.pipeline.export import run_export
 from nas.pipeline.fit import run_predictors
 from nas.pipeline.measure import run_measure
 from nas.pipeline.search import run_search_stage
+from nas.pipeline.tracking import MlflowTracker, tracker_for
 from nas.pipeline.train import run_train
 from nas.spec.config import ExperimentSpec
 from nas.spec.resolve import (
@@ -89,21 +90,51 @@ def run_experiment(
                 log(f"--force: earlier outputs of the redone stages moved to {moved}")
         write_json_atomic(exp.root / "spec.json", dataclasses.asdict(spec))
         clear_stop(exp.root)  # a request left from an earlier run is not for this one
-        for stage in stages:
-            stop_here(exp.root, f"before [{stage}]")
-            if stage_done(exp, stage) is not None:
-                newer = outdated_by(exp.root, stage)
-                if newer is None:
-                    log(f"[{stage}] done before with the same spec; skipped")
-                    continue
-                later = list(STAGE_FUNCTIONS)[list(STAGE_FUNCTIONS).index(stage) :]
-                moved = supersede(exp.root, later)
-                log(
-                    f"[{stage}] [{newer}] was redone after it: its outputs and those of the "
-                    f"stages after it moved to {moved}; redoing"
-                )
-            _run_stage(ctx, stage)
+        tracker = tracker_for(exp.root, spec)
+        try:
+            for stage in stages:
+                stop_here(exp.root, f"before [{stage}]")
+                if stage_done(exp, stage) is not None:
+                    newer = outdated_by(exp.root, stage)
+                    if newer is None:
+                        log(f"[{stage}] done before with the same spec; skipped")
+                        _track(tracker, stage, log)
+                        continue
+                    later = list(STAGE_FUNCTIONS)[list(STAGE_FUNCTIONS).index(stage) :]
+                    moved = supersede(exp.root, later)
+                    log(
+                        f"[{stage}] [{newer}] was redone after it: its outputs and those of the "
+                        f"stages after it moved to {moved}; redoing"
+                    )
+                _run_stage(ctx, stage)
+                _track(tracker, stage, log)
+        except RunStopped:
+            _finish(tracker, "KILLED", log)
+            raise
+        except BaseException:
+            _finish(tracker, "FAILED", log)
+            raise
+        _finish(tracker, "FINISHED" if stage_done(exp, "export") is not None else "RUNNING", log)
     return exp
+
+
+def _track(tracker: MlflowTracker | None, stage: str, log: Callable[[str], None]) -> None:
+    """Log a finished stage to the tracker; a tracker that fails does not stop the run."""
+    if tracker is None:
+        return
+    try:
+        tracker.stage_done(stage)
+    except Exception as exc:  # a tracking server away is the tracker's problem, not the run's
+        log(f"tracking: [{stage}] could not be logged to MLflow ({exc}); the run goes on")
+
+
+def _finish(tracker: MlflowTracker | None, status: str, log: Callable[[str], None]) -> None:
+    if tracker is None or status == "RUNNING":
+        return
+    try:
+        tracker.finish(status)
+    except Exception as exc:
+        log(f"tracking: the MLflow run could not be marked {status} ({exc})")
 
 
 def _run_stage(ctx: RunContext, stage: str) -> None:

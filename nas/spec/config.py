@@ -278,6 +278,32 @@ class ExportSpec:
 
 
 @dataclass(frozen=True)
+class TrackingSpec:
+    """Where a run is also logged for experiment trackers (off by default)."""
+
+    mlflow: bool = spec_field(
+        False,
+        doc="log the run to MLflow: spec, per-epoch training metrics, measurements, search "
+        "history, predictor quality, the exported front and its pictures (needs the "
+        "`tracking` extra)",
+    )
+    mlflow_uri: str = spec_field(
+        "",
+        doc="MLflow tracking URI, e.g. http://host:5000 or sqlite:///path.db (empty: an SQLite "
+        "store in the run directory, <output_dir>/mlflow/)",
+    )
+    experiment: str = spec_field("", doc="MLflow experiment name (empty: the spec's name)")
+
+    def __post_init__(self) -> None:
+        check_fields(self, "tracking.")
+        if self.mlflow_uri and not self.mlflow:
+            raise ConfigError(
+                f"tracking.mlflow_uri={self.mlflow_uri!r} is set but tracking.mlflow is false; "
+                "set tracking.mlflow = true to log there"
+            )
+
+
+@dataclass(frozen=True)
 class TrainSpec:
     """Supernet training: the table is passed to ``nas.training.config.TrainConfig``."""
 
@@ -311,6 +337,7 @@ SECTIONS: dict[str, type] = {
     "predictors": PredictorSpec,
     "search": SearchSpec,
     "export": ExportSpec,
+    "tracking": TrackingSpec,
 }
 
 
@@ -335,6 +362,7 @@ class ExperimentSpec:
     predictors: PredictorSpec = field(default_factory=PredictorSpec)
     search: SearchSpec = field(default_factory=SearchSpec)
     export: ExportSpec = field(default_factory=ExportSpec)
+    tracking: TrackingSpec = field(default_factory=TrackingSpec)
 
     def __post_init__(self) -> None:
         for key in ("name", "seed", "output_dir"):
