@@ -61,7 +61,7 @@ def test_a_run_is_logged_to_mlflow_once(tmp_path: Path) -> None:
     tau = logged.data.metrics[mlflow_key("predictors.top1.kendall_tau")]
     assert tau == pytest.approx(quality["top1"]["kendall_tau"])
     measure_done = json.loads((run / "measure" / "DONE.json").read_text())
-    assert logged.data.metrics["measure.subnets"] == measure_done["n_configs"]  # at its end
+    assert logged.data.metrics["measured_subnets"] == measure_done["n_configs"]  # at its end
     artifacts = {a.path for a in client.list_artifacts(run_id, "export")}
     assert {"export/front.csv", "export/pareto.png"} <= artifacts
     cards = [a.path for a in client.list_artifacts(run_id, "export") if a.is_dir]

@@ -149,7 +149,7 @@ class MlflowTracker:
                     keys.add(json.loads(line)["config_key"])
                 except (ValueError, KeyError, TypeError):
                     continue
-        self._metrics(iter([("measure.subnets", float(len(keys)), 0)]))
+        self._metrics(iter([("measured_subnets", float(len(keys)), 0)]))
         self._artifacts(folder, "results.jsonl", "DONE.json")
 
     def _log_predictors(self, folder: Path) -> None:
