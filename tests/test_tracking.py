@@ -53,12 +53,12 @@ def test_a_run_is_logged_to_mlflow_once(tmp_path: Path) -> None:
         "top1:max",
         "latency_ms@cpu_fp32:min",
     ]
-    loss = client.get_metric_history(run_id, "train.loss_largest")
+    loss = client.get_metric_history(run_id, "train/loss_largest")
     assert sorted(m.step for m in loss) == [0, 1]  # one point per epoch, not logged twice
-    hv = client.get_metric_history(run_id, "search.hypervolume")
+    hv = client.get_metric_history(run_id, "search/hypervolume")
     assert len(hv) >= 2 and len({m.step for m in hv}) == len(hv)
     quality = json.loads((run / "predictors" / "quality.json").read_text())
-    tau = logged.data.metrics[mlflow_key("predictors.top1.kendall_tau")]
+    tau = logged.data.metrics[mlflow_key("predictors/top1/kendall_tau")]
     assert tau == pytest.approx(quality["top1"]["kendall_tau"])
     measure_done = json.loads((run / "measure" / "DONE.json").read_text())
     assert logged.data.metrics["measured_subnets"] == measure_done["n_configs"]  # at its end

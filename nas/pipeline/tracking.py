@@ -1,9 +1,9 @@
 """Logging a run to MLflow (``[tracking] mlflow = true``): one MLflow run per run directory.
 
 After each stage finishes, what it wrote is logged: the spec as parameters (and ``spec.json``),
-the training metrics of every epoch (``train.*``, step = epoch), the measured subnets
-(``measure/results.jsonl``), each predictor's quality (``predictors.<metric>.*``) with its
-picture, the search's hypervolume per step (``search.hypervolume``) with its history, and the
+the training metrics of every epoch (``train/*``, step = epoch), the measured subnets
+(``measure/results.jsonl``), each predictor's quality (``predictors/<metric>/*``) with its
+picture, the search's hypervolume per step (``search/hypervolume``) with its history, and the
 exported front (``front.csv``, ``pareto.png``, every model card). The MLflow run id is kept in
 ``<output_dir>/mlflow/run.json`` with the stages already logged, so a resumed run goes on
 logging into the same MLflow run and logs nothing twice. The default store is SQLite inside the
@@ -133,7 +133,7 @@ class MlflowTracker:
     def _log_train(self, folder: Path) -> None:
         rows = _csv_numbers(folder / "metrics.csv")
         self._metrics(
-            (f"train.{k}", v, int(row.get("epoch", i)))
+            (f"train/{k}", v, int(row.get("epoch", i)))
             for i, row in enumerate(rows)
             for k, v in row.items()
             if k != "epoch"
@@ -156,7 +156,7 @@ class MlflowTracker:
         path = folder / "quality.json"
         quality = json.loads(path.read_text()) if path.exists() else {}
         self._metrics(
-            (f"predictors.{name}.{k}", v, 0)
+            (f"predictors/{name}/{k}", v, 0)
             for name, report in quality.items()
             for k, v in report.items()
             if isinstance(v, int | float)
@@ -167,7 +167,7 @@ class MlflowTracker:
         for row in _csv_numbers(folder / "history.csv"):
             step = int(row.get("step", 0))
             self._metrics(
-                (f"search.{k}", v, step) for k, v in row.items() if k not in ("step", "ref")
+                (f"search/{k}", v, step) for k, v in row.items() if k not in ("step", "ref")
             )
         self._artifacts(folder, "history.csv", "history.png", "front.csv", "DONE.json")
 
