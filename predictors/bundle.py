@@ -30,10 +30,15 @@ from nas.errors import (
     MissingArtifactError,
     format_choice_error,
 )
-from nas.pareto import non_dominated
 from nas.space import SearchSpace
 from nas.subnet import SubnetConfig
-from predictors.persistence import load_predictor, refuse_unsafe_files, save_predictor
+from predictors.persistence import (
+    check_predictor,
+    load_predictor,
+    refuse_unsafe_files,
+    save_predictor,
+    space_from_schema,
+)
 from predictors.predictor import ConfigLike, Predictor
 from predictors.quality import write_json_atomic
 
@@ -115,14 +120,7 @@ class Predictors:
         return len(self._predictors)
 
     def _check_record(self, index: int, record: Mapping[str, Any]) -> dict[str, Any]:
-        if not isinstance(record, Mapping) or set(record) != {"config", "metrics"}:
-            raise ConfigError(
-                f"archive[{index}] must have exactly the keys ['config', 'metrics'], got "
-                f"{sorted(record) if isinstance(record, Mapping) else type(record).__name__}"
-            )
-        config = self.space.validate(record["config"])
-        metrics = {str(k): float(v) for k, v in dict(record["metrics"]).items()}
-        return {"config": config.to_dict(), "metrics": metrics}
+        return check_record(self.space, index, record)
 
     # -- queries ----------------------------------------------------------------------------------
     def predict(
@@ -165,34 +163,9 @@ class Predictors:
         Returns:
             ``{"config": {...}, "metrics": {...}}``, or ``None`` if no entry meets the bound.
         """
-        if not self.archive:
-            raise ConfigError(
-                f"this bundle has no Pareto archive ({ARCHIVE_FILE}); build one with "
-                "predictors.bundle.build_archive or store the search's front"
-            )
-        if not math.isfinite(max_latency_ms) or max_latency_ms <= 0:
-            raise ConfigError(f"max_latency_ms={max_latency_ms!r} must be a positive number")
-        latency_key = f"{LATENCY_METRIC}@{target}"
-        available = sorted(
-            {k.partition("@")[2] for r in self.archive for k in r["metrics"] if "@" in k}
+        return best_in_archive(
+            self.archive, target=target, max_latency_ms=max_latency_ms, objective=objective
         )
-        if not any(latency_key in r["metrics"] for r in self.archive):
-            raise ConfigError(format_choice_error("target", target, available))
-        objectives = sorted({k for r in self.archive for k in r["metrics"]})
-        if not any(objective in r["metrics"] for r in self.archive):
-            raise ConfigError(format_choice_error("objective", objective, objectives))
-        feasible = [
-            r
-            for r in self.archive
-            if latency_key in r["metrics"]
-            and objective in r["metrics"]
-            and r["metrics"][latency_key] <= max_latency_ms
-        ]
-        if not feasible:
-            return None
-        # Highest objective; ties go to the lower latency.
-        best = max(feasible, key=lambda r: (r["metrics"][objective], -r["metrics"][latency_key]))
-        return {"config": dict(best["config"]), "metrics": dict(best["metrics"])}
 
     # -- persistence ------------------------------------------------------------------------------
     def save(self, path: str | os.PathLike[str]) -> Path:
@@ -226,30 +199,7 @@ class Predictors:
                 that does not load or does not belong to the bundle.
         """
         directory = Path(path)
-        index_path = directory / BUNDLE_FILE
-        if not index_path.is_file():
-            raise MissingArtifactError(
-                f"{directory} is not a predictor bundle: {BUNDLE_FILE} is missing"
-            )
-        refuse_unsafe_files(directory)
-        index = read_json_object(index_path, what="predictor bundle index")
-        if index.get("format") != "nas-predictors":
-            raise IncompatibleArtifactError(
-                f"{index_path} is not a bundle index: format={index.get('format')!r} is not "
-                "'nas-predictors'"
-            )
-        version = index.get("format_version", BUNDLE_VERSION)  # absent in the first bundles
-        if isinstance(version, bool) or version != BUNDLE_VERSION:
-            raise IncompatibleArtifactError(
-                f"{index_path}: format_version={version!r} is not one of [{BUNDLE_VERSION}]"
-            )
-        fingerprint = require(index, "space_fingerprint", str, file=index_path)
-        names = require(index, "predictors", list, file=index_path)
-        if not names:
-            raise IncompatibleArtifactError(f"{index_path}: predictors is empty")
-        repeated = sorted({str(n) for n in names if names.count(n) > 1})
-        if repeated:
-            raise IncompatibleArtifactError(f"{index_path}: predictors lists {repeated} twice")
+        index_path, index, fingerprint, names = _read_index(directory)
         loaded = []
         for i, name in enumerate(names):
             predictor_dir = resolve_inside(
@@ -271,22 +221,179 @@ class Predictors:
                     f"from the bundle's {fingerprint}"
                 )
             loaded.append(predictor)
-        archive_name = require(index, "archive", (str, type(None)), file=index_path)
-        archive = None
-        archive_path = index_path
-        if archive_name is not None:
-            archive_path = resolve_inside(directory, archive_name, file=index_path, key="archive")
-            if not archive_path.is_file():
-                raise IncompatibleArtifactError(
-                    f"{index_path}: archive {archive_name!r} is missing"
-                )
-            archive = read_archive(archive_path)
+        archive_path, archive = _read_bundle_archive(directory, index_path, index)
         try:
             return cls(loaded, archive=archive)
         except IncompatibleArtifactError:
             raise
         except (ConfigError, ValueError, TypeError, KeyError) as exc:
             raise IncompatibleArtifactError(f"{archive_path}: {exc}") from exc
+
+
+def check_record(space: SearchSpace, index: int, record: Mapping[str, Any]) -> dict[str, Any]:
+    """An archive record with its config validated by ``space`` and its metrics as floats."""
+    if not isinstance(record, Mapping) or set(record) != {"config", "metrics"}:
+        raise ConfigError(
+            f"archive[{index}] must have exactly the keys ['config', 'metrics'], got "
+            f"{sorted(record) if isinstance(record, Mapping) else type(record).__name__}"
+        )
+    config = space.validate(record["config"])
+    metrics = {str(k): float(v) for k, v in dict(record["metrics"]).items()}
+    return {"config": config.to_dict(), "metrics": metrics}
+
+
+def best_in_archive(
+    archive: Sequence[Mapping[str, Any]],
+    *,
+    target: str,
+    max_latency_ms: float,
+    objective: str = "top1",
+) -> dict[str, Any] | None:
+    """Record of ``archive`` maximising ``objective`` with ``latency_ms@target <= max_latency_ms``.
+
+    See :meth:`Predictors.best`.
+    """
+    if not archive:
+        raise ConfigError(
+            f"this bundle has no Pareto archive ({ARCHIVE_FILE}); build one with "
+            "predictors.bundle.build_archive or store the search's front"
+        )
+    if not math.isfinite(max_latency_ms) or max_latency_ms <= 0:
+        raise ConfigError(f"max_latency_ms={max_latency_ms!r} must be a positive number")
+    latency_key = f"{LATENCY_METRIC}@{target}"
+    available = sorted({k.partition("@")[2] for r in archive for k in r["metrics"] if "@" in k})
+    if not any(latency_key in r["metrics"] for r in archive):
+        raise ConfigError(format_choice_error("target", target, available))
+    objectives = sorted({k for r in archive for k in r["metrics"]})
+    if not any(objective in r["metrics"] for r in archive):
+        raise ConfigError(format_choice_error("objective", objective, objectives))
+    feasible = [
+        r
+        for r in archive
+        if latency_key in r["metrics"]
+        and objective in r["metrics"]
+        and r["metrics"][latency_key] <= max_latency_ms
+    ]
+    if not feasible:
+        return None
+    # Highest objective; ties go to the lower latency.
+    best = max(feasible, key=lambda r: (r["metrics"][objective], -r["metrics"][latency_key]))
+    return {"config": dict(best["config"]), "metrics": dict(best["metrics"])}
+
+
+def _read_index(directory: Path) -> tuple[Path, dict[str, Any], str, list[Any]]:
+    """``bundle.json`` checked: its path, content, space fingerprint and predictor names."""
+    index_path = directory / BUNDLE_FILE
+    if not index_path.is_file():
+        raise MissingArtifactError(
+            f"{directory} is not a predictor bundle: {BUNDLE_FILE} is missing"
+        )
+    refuse_unsafe_files(directory)
+    index = read_json_object(index_path, what="predictor bundle index")
+    if index.get("format") != "nas-predictors":
+        raise IncompatibleArtifactError(
+            f"{index_path} is not a bundle index: format={index.get('format')!r} is not "
+            "'nas-predictors'"
+        )
+    version = index.get("format_version", BUNDLE_VERSION)  # absent in the first bundles
+    if isinstance(version, bool) or version != BUNDLE_VERSION:
+        raise IncompatibleArtifactError(
+            f"{index_path}: format_version={version!r} is not one of [{BUNDLE_VERSION}]"
+        )
+    fingerprint = require(index, "space_fingerprint", str, file=index_path)
+    names = require(index, "predictors", list, file=index_path)
+    if not names:
+        raise IncompatibleArtifactError(f"{index_path}: predictors is empty")
+    repeated = sorted({str(n) for n in names if names.count(n) > 1})
+    if repeated:
+        raise IncompatibleArtifactError(f"{index_path}: predictors lists {repeated} twice")
+    return index_path, index, fingerprint, names
+
+
+def _read_bundle_archive(
+    directory: Path, index_path: Path, index: Mapping[str, Any]
+) -> tuple[Path, list[dict[str, Any]] | None]:
+    """The archive ``bundle.json`` names (``None`` if it names none) and the path errors name."""
+    archive_name = require(index, "archive", (str, type(None)), file=index_path)
+    archive = None
+    archive_path = index_path
+    if archive_name is not None:
+        archive_path = resolve_inside(directory, archive_name, file=index_path, key="archive")
+        if not archive_path.is_file():
+            raise IncompatibleArtifactError(f"{index_path}: archive {archive_name!r} is missing")
+        archive = read_archive(archive_path)
+    return archive_path, archive
+
+
+class BundleArchive:
+    """A bundle's Pareto archive and space without its models: what ``nas best`` answers from.
+
+    Made by :func:`load_archive`; ``best`` answers as :meth:`Predictors.best` does.
+    """
+
+    def __init__(
+        self, space: SearchSpace, names: Sequence[str], archive: Sequence[Mapping[str, Any]]
+    ) -> None:
+        self.space = space
+        self.names = tuple(names)
+        self.archive = [check_record(space, i, r) for i, r in enumerate(archive)]
+
+    def best(
+        self, *, target: str, max_latency_ms: float, objective: str = "top1"
+    ) -> dict[str, Any] | None:
+        """See :meth:`Predictors.best`."""
+        return best_in_archive(
+            self.archive, target=target, max_latency_ms=max_latency_ms, objective=objective
+        )
+
+
+def load_archive(
+    path: str | os.PathLike[str], *, space: SearchSpace | None = None
+) -> BundleArchive:
+    """The archive of a bundle saved by :meth:`Predictors.save`, its models checked, not rebuilt.
+
+    The bundle is checked as :meth:`Predictors.load` checks it, every predictor by
+    :func:`~predictors.persistence.check_predictor` (manifest, versions, space, model path,
+    sha256, no pickled content), but no model is rebuilt, so neither scikit-learn nor skops is
+    imported. Raises what :meth:`Predictors.load` raises for those checks.
+    """
+    directory = Path(path)
+    index_path, index, fingerprint, names = _read_index(directory)
+    rebuilt = space
+    for i, name in enumerate(names):
+        predictor_dir = resolve_inside(directory, name, file=index_path, key=f"predictors[{i}]")
+        if not predictor_dir.is_dir():
+            raise IncompatibleArtifactError(
+                f"{index_path}: predictors[{i}]={name!r} is not a predictor directory"
+            )
+        manifest = check_predictor(predictor_dir, space=space)
+        metric, target = manifest["metric"], manifest["target"]
+        found = metric if target is None else f"{metric}@{target}"
+        if found != name:
+            raise IncompatibleArtifactError(
+                f"{predictor_dir}: holds the predictor {found!r}, but {index_path} "
+                f"lists it as {name!r}"
+            )
+        saved = manifest["space"]["fingerprint"]
+        if saved != fingerprint:
+            raise IncompatibleArtifactError(
+                f"{predictor_dir}: space fingerprint {saved} differs "
+                f"from the bundle's {fingerprint}"
+            )
+        if rebuilt is None:
+            try:
+                rebuilt = space_from_schema(manifest["space"])
+            except (ConfigError, KeyError, TypeError, ValueError) as exc:
+                raise IncompatibleArtifactError(
+                    f"{predictor_dir}: the manifest's space cannot be rebuilt "
+                    f"({type(exc).__name__}: {exc})"
+                ) from exc
+    assert rebuilt is not None  # names is never empty
+    archive_path, archive = _read_bundle_archive(directory, index_path, index)
+    try:
+        return BundleArchive(rebuilt, names, archive or [])
+    except (ConfigError, ValueError, TypeError, KeyError) as exc:
+        raise IncompatibleArtifactError(f"{archive_path}: {exc}") from exc
 
 
 def write_archive(path: str | os.PathLike[str], records: Sequence[Mapping[str, Any]]) -> Path:
@@ -347,6 +454,8 @@ def build_archive(
     The union of the per-target fronts (pymoo non-dominated sorting via :mod:`nas.pareto`) holds
     the answer of :meth:`Predictors.best` for every latency bound on every target.
     """
+    from nas.pareto import non_dominated
+
     latency_names = [n for n in bundle.names if n.startswith(f"{LATENCY_METRIC}@")]
     if objective not in bundle.names:
         raise ConfigError(format_choice_error("objective", objective, list(bundle.names)))

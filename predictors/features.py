@@ -53,15 +53,15 @@ from __future__ import annotations
 import itertools
 import re
 from collections.abc import Callable, Sequence
-from typing import Literal, get_args
+from typing import TYPE_CHECKING, Literal, get_args
 
 import numpy as np
-from sklearn.compose import ColumnTransformer
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
 from nas.errors import ConfigError, format_choice_error
 from nas.space import Choice, Numeric, SearchSpace
+
+if TYPE_CHECKING:  # scikit-learn is imported where a transformer is built or compiled
+    from sklearn.pipeline import Pipeline
 
 Encoding = Literal["ordinal", "onehot"]
 ENCODINGS: tuple[str, ...] = get_args(Encoding)
@@ -336,6 +336,10 @@ def make_features(
         >>> make_features(space, cell_paths=True).fit_transform(X).shape
         (2, 85)
     """
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
+
     names = space.names
     gates: list[list[object]] = []
     for i, dim in enumerate(space.dims):
@@ -522,6 +526,10 @@ def compile_features(transformer: object) -> Callable[[np.ndarray], np.ndarray] 
     step it does not know: use ``transformer.transform``. The function raises ``ValueError``
     on a value outside a one-hot encoder's categories, where the stock encoder would raise too.
     """
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import FunctionTransformer, OneHotEncoder
+
     if isinstance(transformer, Pipeline):
         steps = [compile_features(step) for _, step in transformer.steps]
         if any(step is None for step in steps):

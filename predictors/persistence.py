@@ -21,20 +21,18 @@ Loading refuses, with a message naming the file and what differs:
 from __future__ import annotations
 
 import hashlib
+import importlib
 import io
+import json
 import os
 import platform
+import sys
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import sklearn
-import skops
-import skops.io as sio
-from sklearn.pipeline import Pipeline
-from skops.io.exceptions import UntrustedTypesFoundException
 
 from nas.artifacts import safe_files
 from nas.artifacts.safe_files import PICKLE_SUFFIXES as PICKLE_SUFFIXES  # re-exported
@@ -57,6 +55,9 @@ from predictors.features import ENCODINGS, feature_schema
 from predictors.predictor import Predictor
 from predictors.quality import QualityReport, plot_predictions, write_json_atomic
 
+if TYPE_CHECKING:
+    from sklearn.pipeline import Pipeline
+
 FORMAT_VERSION = 1
 MODEL_FILE = "model.skops"
 MANIFEST_FILE = "manifest.json"
@@ -77,6 +78,97 @@ TRUSTED_TYPES: tuple[str, ...] = (
     "sklearn.utils._bunch.Bunch",
 )
 """Types beyond skops' defaults that a predictor archive may contain; nothing else loads."""
+
+ESTIMATORS: tuple[str, ...] = (
+    "sklearn.compose.ColumnTransformer",
+    "sklearn.compose.TransformedTargetRegressor",
+    "sklearn.dummy.DummyRegressor",
+    "sklearn.ensemble.GradientBoostingRegressor",
+    "sklearn.ensemble.RandomForestRegressor",
+    "sklearn.linear_model.Ridge",
+    "sklearn.neural_network.MLPRegressor",
+    "sklearn.pipeline.Pipeline",
+    "sklearn.preprocessing.FunctionTransformer",
+    "sklearn.preprocessing.OneHotEncoder",
+    "sklearn.preprocessing.StandardScaler",
+    "sklearn.tree.DecisionTreeRegressor",
+)
+"""The scikit-learn estimators a predictor pipeline is built from (public import paths).
+
+Of scikit-learn's estimators only these are trusted in an archive: they are what skops is given
+as its default estimator list (:func:`_skops_io`), and :func:`_foreign_sklearn_types` refuses
+any other scikit-learn class named in an archive's schema, however skops was imported."""
+
+
+def _estimator_classes() -> list[type]:
+    classes = []
+    for path in ESTIMATORS:
+        module, _, name = path.rpartition(".")
+        classes.append(getattr(importlib.import_module(module), name))
+    return classes
+
+
+def _type_name(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__name__}"
+
+
+def _known_estimators(type_filter: object = None) -> list[tuple[str, type]]:
+    """``sklearn.utils.all_estimators()`` narrowed to :data:`ESTIMATORS` (skops calls it so)."""
+    return [(cls.__name__, cls) for cls in _estimator_classes()]
+
+
+def _skops_io() -> Any:
+    """``skops.io``, imported so that its default trusted estimators are :data:`ESTIMATORS`.
+
+    At import, skops lists every scikit-learn estimator as trusted by calling
+    ``sklearn.utils.all_estimators()``, which imports each scikit-learn module (and torch,
+    through scikit-learn's array-API shims): most of the start-up of ``nas predict``. While
+    skops is imported here that function answers :data:`ESTIMATORS` instead, so skops trusts
+    fewer types, never more; its other defaults (primitives, NumPy, its own loss nodes) are
+    its own. If ``skops.io`` was imported before, it is used as it is, and
+    :func:`_foreign_sklearn_types` still refuses every estimator outside :data:`ESTIMATORS`.
+    """
+    if "skops.io" not in sys.modules:
+        import sklearn.utils
+
+        original = sklearn.utils.all_estimators
+        sklearn.utils.all_estimators = _known_estimators  # read once, by skops' import
+        try:
+            importlib.import_module("skops.io")
+        finally:
+            sklearn.utils.all_estimators = original
+    return sys.modules["skops.io"]
+
+
+def _schema_types(node: Any, found: set[str]) -> set[str]:
+    """Every ``module.class`` an archive's schema names (read as JSON, nothing imported)."""
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            module, name = item.get("__module__"), item.get("__class__")
+            if isinstance(module, str) and isinstance(name, str):
+                found.add(f"{module}.{name}")
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return found
+
+
+def _foreign_sklearn_types(schema: Any) -> list[str]:
+    """scikit-learn classes in a schema outside :data:`ESTIMATORS` and :data:`TRUSTED_TYPES`.
+
+    The loss objects of ``sklearn._loss`` are left to skops, which rebuilds them from its own
+    fixed list.
+    """
+    allowed = {_type_name(cls) for cls in _estimator_classes()} | set(TRUSTED_TYPES)
+    return sorted(
+        name
+        for name in _schema_types(schema, set())
+        if name.startswith("sklearn.")
+        and not name.startswith("sklearn._loss.")
+        and name not in allowed
+    )
 
 
 # -- search-space schema ------------------------------------------------------------------------
@@ -129,6 +221,9 @@ def describe_space_difference(saved: Mapping[str, Any], current: Mapping[str, An
 # -- versions -------------------------------------------------------------------------------------
 def library_versions() -> dict[str, str]:
     """Versions recorded in a manifest."""
+    import sklearn
+    import skops
+
     return {
         "python": platform.python_version(),
         "numpy": np.__version__,
@@ -145,9 +240,22 @@ def _major_minor(version: str) -> tuple[str, ...]:
     return tuple(version.split(".")[:2])
 
 
+_MODULES = {"scikit-learn": "sklearn", "skops": "skops"}
+
+
+def _running_version(library: str) -> str:
+    """Version of ``library`` (an entry of :data:`CHECKED_LIBRARIES`), imported or installed."""
+    module = sys.modules.get(_MODULES[library])
+    if module is not None:
+        return str(module.__version__)
+    from importlib.metadata import version
+
+    return version(library)  # without importing it: ``nas best`` never needs scikit-learn
+
+
 def check_versions(saved: Mapping[str, str], *, where: str) -> None:
     """Raise :class:`IncompatibleArtifactError` naming each library whose version differs."""
-    current = library_versions()
+    current = {lib: _running_version(lib) for lib in CHECKED_LIBRARIES}
     diffs = [
         f"{lib} saved with {saved.get(lib)!s}, running {current[lib]}"
         for lib in CHECKED_LIBRARIES
@@ -190,12 +298,16 @@ def save_predictor(  # noqa: D417
     directory.mkdir(parents=True, exist_ok=True)
     encoding, cell_pruning, cell_paths = encoding_of(predictor.pipeline)
     model_path = directory / MODEL_FILE
+    sio = _skops_io()
     write_bytes_atomic(model_path, sio.dumps(predictor.pipeline, compression=zipfile.ZIP_DEFLATED))
     untrusted = sorted(set(sio.get_untrusted_types(file=model_path)) - set(TRUSTED_TYPES))
+    with zipfile.ZipFile(model_path) as archive:
+        untrusted += _foreign_sklearn_types(json.loads(archive.read("schema.json")))
     if untrusted:
         model_path.unlink()
         raise UnsafeFileError(
-            "the pipeline contains types outside predictors.persistence.TRUSTED_TYPES: "
+            "the pipeline contains types outside predictors.persistence.TRUSTED_TYPES "
+            "and ESTIMATORS: "
             f"{untrusted}"
         )
     quality = predictor.quality.to_dict() if predictor.quality is not None else None
@@ -327,22 +439,27 @@ def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
     return manifest
 
 
-def _untrusted_types(data: bytes, model_path: Path) -> list[str]:
-    """Types in the archive outside :data:`TRUSTED_TYPES` (read from its schema, nothing built)."""
+def _read_schema(data: bytes, model_path: Path) -> Any:
+    """The archive's ``schema.json`` as JSON (nothing built); a failure is a damaged archive."""
     try:
-        found = sio.get_untrusted_types(data=data)
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            return json.loads(archive.read("schema.json"))
     except Exception as exc:  # a damaged zip or schema fails in many ways, all of them damage
         raise IncompatibleArtifactError(
             f"{model_path} is a damaged skops archive ({type(exc).__name__}: {exc})"
         ) from exc
-    return sorted(set(found) - set(TRUSTED_TYPES))
 
 
 def _load_pipeline(data: bytes, model_path: Path) -> Pipeline:
-    untrusted = _untrusted_types(data, model_path)
-    if untrusted:
-        raise UnsafeFileError(f"{model_path} contains untrusted types: {untrusted}")
-    try:
+    foreign = _foreign_sklearn_types(_read_schema(data, model_path))
+    if foreign:
+        raise UnsafeFileError(f"{model_path} contains untrusted types: {foreign}")
+    sio = _skops_io()
+    import skops
+    from sklearn.pipeline import Pipeline
+    from skops.io.exceptions import UntrustedTypesFoundException
+
+    try:  # skops audits every type against its defaults and TRUSTED_TYPES before building
         pipeline = sio.loads(data, trusted=list(TRUSTED_TYPES))
     except UntrustedTypesFoundException as exc:
         raise UnsafeFileError(f"{model_path} contains untrusted types: {exc}") from exc
@@ -356,20 +473,10 @@ def _load_pipeline(data: bytes, model_path: Path) -> Pipeline:
     return pipeline
 
 
-def load_predictor(path: str | os.PathLike[str], *, space: SearchSpace | None = None) -> Predictor:
-    """Load a predictor saved by :func:`save_predictor`.
-
-    Args:
-        path: The predictor directory.
-        space: If given, the saved search space must match it exactly (fingerprint); otherwise
-            the space is rebuilt from the manifest's schema.
-
-    Raises:
-        UnsafeFileError: pickle-like files, a model path outside the directory, a model that is
-            not a skops archive, a hash mismatch or untrusted types in the archive.
-        IncompatibleArtifactError: a malformed manifest or archive, other library versions or
-            another search space.
-    """
+def _checked_model(
+    path: str | os.PathLike[str], space: SearchSpace | None
+) -> tuple[dict[str, Any], Path, bytes]:
+    """Every check of :func:`load_predictor` short of rebuilding: manifest, model path, bytes."""
     directory = Path(path)
     if directory.is_dir():
         refuse_unsafe_files(directory)
@@ -405,9 +512,42 @@ def load_predictor(path: str | os.PathLike[str], *, space: SearchSpace | None = 
             f"{model_path} does not match the sha256 recorded in {MANIFEST_FILE}; "
             "the model was replaced after saving"
         )
-    found = safe_files.pickle_content(model_path)
+    found = safe_files.zip_pickle_content(io.BytesIO(data))  # the bytes that are loaded
     if found is not None:
         raise UnsafeFileError(f"{model_path} is a pickle ({found}); only skops archives load")
+    return manifest, model_path, data
+
+
+def check_predictor(
+    path: str | os.PathLike[str], *, space: SearchSpace | None = None
+) -> dict[str, Any]:
+    """The manifest of a saved predictor, after every check of :func:`load_predictor` but one.
+
+    Pickle-like files, the manifest, library versions, the space, the model path, its sha256
+    and pickled content inside it are checked as :func:`load_predictor` checks them; the model
+    is not rebuilt (so neither audited by skops nor imported): for a caller that answers from
+    the manifest or the bundle's archive alone, such as ``nas best``.
+    """
+    return _checked_model(path, space)[0]
+
+
+def load_predictor(path: str | os.PathLike[str], *, space: SearchSpace | None = None) -> Predictor:
+    """Load a predictor saved by :func:`save_predictor`.
+
+    Args:
+        path: The predictor directory.
+        space: If given, the saved search space must match it exactly (fingerprint); otherwise
+            the space is rebuilt from the manifest's schema.
+
+    Raises:
+        UnsafeFileError: pickle-like files, a model path outside the directory, a model that is
+            not a skops archive, a hash mismatch or untrusted types in the archive.
+        IncompatibleArtifactError: a malformed manifest or archive, other library versions or
+            another search space.
+    """
+    directory = Path(path)
+    manifest, model_path, data = _checked_model(directory, space)
+    saved_schema = manifest["space"]
     pipeline = _load_pipeline(data, model_path)
     try:
         rebuilt = space if space is not None else space_from_schema(saved_schema)

@@ -8,16 +8,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sklearn.pipeline import Pipeline
 
 from nas.errors import ConfigError
 from nas.space import SearchSpace
 from nas.subnet import SubnetConfig, Value
 from predictors.features import compile_features
 from predictors.quality import QualityReport
+
+if TYPE_CHECKING:
+    from sklearn.pipeline import Pipeline
 
 ConfigLike = SubnetConfig | Mapping[str, Value]
 

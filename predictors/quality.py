@@ -17,8 +17,6 @@ from pathlib import Path
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy.stats import kendalltau, spearmanr
-from sklearn.metrics import mean_absolute_percentage_error, root_mean_squared_error
 
 from nas.errors import ConfigError
 
@@ -37,7 +35,7 @@ def _json_value(value: object) -> object:
 
 def _tau_interval(true: np.ndarray, pred: np.ndarray) -> tuple[float, float]:
     """95 % percentile-bootstrap interval of Kendall τ (scipy, 999 paired resamples, seeded)."""
-    from scipy.stats import bootstrap
+    from scipy.stats import bootstrap, kendalltau
 
     if len(true) < 4:
         return (math.nan, math.nan)
@@ -130,6 +128,9 @@ class QualityReport:
             >>> r.kendall_tau, round(r.mape, 4), r.within_10pct
             (1.0, 0.0278, 1.0)
         """
+        from scipy.stats import kendalltau, spearmanr
+        from sklearn.metrics import mean_absolute_percentage_error, root_mean_squared_error
+
         true = np.asarray(y_true, dtype=float).ravel()
         pred = np.asarray(y_pred, dtype=float).ravel()
         if true.shape != pred.shape:

@@ -65,3 +65,24 @@ def test_an_extended_variant_is_paired_on_its_own_seeds() -> None:
     row = paired_change(runs, "zero_init")
     assert row["delta_per_seed_pp"] == [0.0, 1.0, 2.0, 3.0]
     assert row["delta_pp"] == 1.5 and not row["helps"]  # seed 0 shows no gain
+
+
+def test_cli_startup_table_is_the_committed_results() -> None:
+    from benchmarks.cli_startup import markdown as cli_startup_markdown
+
+    result = json.loads((REPO / "benchmarks/results/cli_startup.json").read_text())
+    readme = (REPO / "benchmarks/README.md").read_text()
+    assert _block(readme, "cli_startup") == cli_startup_markdown(result)
+
+
+def test_cli_startup_results_hold_what_the_issue_asks() -> None:
+    result = json.loads((REPO / "benchmarks/results/cli_startup.json").read_text())
+    assert result["command"].startswith("python -m benchmarks.cli_startup")
+    assert re.fullmatch(r"[0-9a-f]{40}(\+dirty)?", result["commit"])
+    rows = {row["command"]: row for row in result["rows"]}
+    assert {"python -c pass", "nas predict (one config)", "nas best"} <= set(rows)
+    for row in rows.values():
+        assert len(row["now_runs_s"]) == len(row["before_runs_s"]) == result["repeats"] >= 5
+        assert row["same_output"], row["command"]
+    for name, met in result["goal_met"].items():
+        assert met == (rows[name]["now_s"] < result["goal_s"])

@@ -110,14 +110,14 @@ def pickle_content(path: Path) -> str | None:
         objects = _npy_has_objects(io.BytesIO(head))
         return "a numpy array of Python objects, stored pickled" if objects else None
     if head[:4] == b"PK\x03\x04":
-        return _zip_pickle_content(path)
+        return zip_pickle_content(path)
     if looks_like_pickle(head, complete=complete):
         return "its bytes are pickle opcodes"
     return None
 
 
-def _zip_pickle_content(path: Path) -> str | None:
-    """How a zip (torch.save, npz, skops) holds pickled data, or ``None``."""
+def zip_pickle_content(path: Path | io.BytesIO) -> str | None:
+    """How a zip (torch.save, npz, skops; a file or its bytes) holds pickled data, or ``None``."""
     try:
         with zipfile.ZipFile(path) as archive:
             for member in archive.infolist():

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from nas.errors import ConfigError
-from predictors.bundle import Predictors
+from predictors.bundle import Predictors, load_archive
 
 
 def parse_configs(text: str) -> list[dict[str, Any]]:
@@ -90,8 +90,11 @@ def best_command(
         ``{"config_key", "config", "metrics", "export_dir"}`` (``export_dir``: the exported
         subnet's directory when the bundle sits in a run directory, else ``None``), or ``None``
         when nothing meets the bound.
+
+    The answer is the archive's, so the models are checked but not rebuilt
+    (:func:`~predictors.bundle.load_archive`).
     """
-    bundle = Predictors.load(Path(predictors_dir))
+    bundle = load_archive(Path(predictors_dir))
     best = bundle.best(target=target, max_latency_ms=max_latency_ms, objective=objective)
     if best is None:
         return None
