@@ -181,6 +181,25 @@ def _check_front(exp: ResolvedExperiment) -> pd.DataFrame:
     return front
 
 
+def _check_journal(exp: ResolvedExperiment) -> None:
+    """The search's studies: predicted values named so, and every measured subnet in one."""
+    import optuna
+
+    from nas.pipeline.context import measured_subnets
+    from nas.search.optuna_record import distributions, open_journal
+
+    storage = open_journal(exp.stage_dir("search") / "optuna.journal")
+    names = {s.study_name for s in storage.get_all_studies()}
+    run = exp.spec.name
+    assert names == {f"{run}.search.predicted", f"{run}.measured_front", f"{run}.measured"}
+    predicted = optuna.load_study(study_name=f"{run}.search.predicted", storage=storage)
+    assert predicted.user_attrs["source"] == "predicted"
+    measured = optuna.load_study(study_name=f"{run}.measured", storage=storage)
+    keys = [t.user_attrs["config_key"] for t in measured.trials]
+    assert len(keys) == len(set(keys)) == len({s.config.key for s in measured_subnets(exp)})
+    assert all(t.distributions == distributions(exp.space) for t in measured.trials)
+
+
 def _onnx_max_rel_diff(space: SearchSpace, config: SubnetConfig) -> float:
     """The largest ONNX-vs-torch logit difference allowed, relative to the largest |logit|."""
     bits = [
@@ -318,6 +337,7 @@ def test_pipeline_end_to_end(tmp_path: Path, local_ray: None) -> None:
     metrics = pd.read_csv(exp.stage_dir("train") / "metrics.csv")
     assert metrics["epoch"].tolist() == [0, 1]
     front = _check_front(exp)
+    _check_journal(exp)
     _check_exports(exp, front)
 
     # a rerun skips every stage

@@ -25,9 +25,9 @@ from nas.spec.resolve import (
 def run_search_stage(ctx: RunContext) -> dict[str, Any]:
     """Search (on predicted or measured metrics), then measure the front for real."""
     from nas.search import MetricEvaluator, make_searcher, measure_front, run_search
+    from nas.search import optuna_record as rec
     from nas.search.front import measured_front
     from nas.search.hv_history import write_history
-    from nas.search.optuna_record import JOURNAL_FILE, OptunaRecord, record_measured_front
 
     exp = ctx.exp
     spec = exp.spec
@@ -63,9 +63,16 @@ def run_search_stage(ctx: RunContext) -> dict[str, Any]:
         ctx.log(f"search: warning: {message}")
 
     # every evaluation also lands in an Optuna study: `optuna-dashboard search/optuna.journal`
-    record = OptunaRecord(
-        out / JOURNAL_FILE, exp.problem, study_name=spec.name, source=evaluator.source, warn=warn
+    journal = out / rec.JOURNAL_FILE
+    search_study = rec.search_study_name(spec.name, evaluator.source)
+    record = rec.OptunaRecord(
+        journal, exp.problem, study_name=search_study, source=evaluator.source, warn=warn
     )
+    if rec.drop_legacy_study(journal, spec.name, exp.problem):
+        ctx.log(
+            f"search: the journal's study {spec.name!r} (named before studies were named after "
+            f"their source) is deleted; its evaluations are recorded as {search_study!r}"
+        )
     result = run_search(
         searcher,
         evaluator,
@@ -83,14 +90,19 @@ def run_search_stage(ctx: RunContext) -> dict[str, Any]:
     )
     front = measure_front(result, measured, measured_store)
     front.to_csv(out / "front.csv", index=False)
+    studies = [search_study]
     if evaluator.source == "predicted":
-        record_measured_front(
-            out / JOURNAL_FILE,
-            result,
-            front,
-            study_name=f"{spec.name}.measured_front",
-            warn=warn,
-        )
+        studies.append(rec.measured_front_study_name(spec.name))
+        rec.record_measured_front(journal, result, front, study_name=studies[-1], warn=warn)
+    subnets = measured_subnets(exp)
+    studies.append(rec.measured_study_name(spec.name))
+    n_measured = rec.record_measured(
+        journal, exp.problem, subnets, study_name=studies[-1], warn=warn
+    )
+    ctx.log(
+        f"search: Optuna studies {', '.join(studies)} in {journal.name} "
+        f"({len(record)} evaluations; {n_measured} measured subnets added)"
+    )
     # Constraints hold on measured values: say now, before export, when nothing satisfies them.
-    measured_front(exp.problem, measured_subnets(exp))
+    measured_front(exp.problem, subnets)
     return {"n_evaluated": len(result.configs), "front_size": len(result.front)}

@@ -24,6 +24,7 @@ from optuna.trial import Trial
 
 from nas.errors import ConfigError, format_choice_error
 from nas.search.objectives import SearchProblem
+from nas.search.optuna_record import quiet_optuna
 from nas.subnet import SubnetConfig
 
 OptunaAlgorithm = Literal["nsga2", "tpe", "gp"]
@@ -98,13 +99,14 @@ class OptunaSearcher:
         if algorithm == "gp":
             tpe = TPESampler(seed=seed, multivariate=True, n_startup_trials=n_startup_trials)
             self._handover = (gp_trials, tpe)
-        self._study = optuna.create_study(
-            storage=storage,
-            sampler=sampler,
-            study_name=study_name,
-            directions=["minimize"] * problem.n_obj,
-            load_if_exists=study_name is not None,
-        )
+        with quiet_optuna():  # no "A new study created" line beside the platform's own log
+            self._study = optuna.create_study(
+                storage=storage,
+                sampler=sampler,
+                study_name=study_name,
+                directions=["minimize"] * problem.n_obj,
+                load_if_exists=study_name is not None,
+            )
         self._distributions: dict[str, BaseDistribution] = {
             d.name: IntDistribution(0, len(d.options) - 1)
             if d.ordered
