@@ -63,6 +63,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     The fast tier (``pytest``, the default) is the contributor's inner loop; CI runs both
     (``-m "slow or not slow"``).
     """
+    timed = _timed_slow_ids()
     for item in items:
-        if item.get_closest_marker("ray") is not None and item.get_closest_marker("slow") is None:
+        if item.get_closest_marker("slow") is not None:
+            continue
+        if item.get_closest_marker("ray") is not None or item.nodeid in timed:
             item.add_marker(pytest.mark.slow)
+
+
+def _timed_slow_ids() -> frozenset[str]:
+    """Node ids in ``tests/slow_tier.txt``: fast-tier tests measured to take seconds each."""
+    path = Path(__file__).with_name("slow_tier.txt")
+    lines = (line.strip() for line in path.read_text().splitlines())
+    return frozenset(line for line in lines if line and not line.startswith("#"))
