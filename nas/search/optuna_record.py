@@ -29,7 +29,7 @@ import os
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import optuna
 from optuna.distributions import (
@@ -206,7 +206,7 @@ class OptunaRecord:
         self._problem = problem
         self._source = source
         self.path = Path(path)
-        directions = [
+        directions: list[Literal["maximize", "minimize"]] = [
             "maximize" if o.direction == "max" else "minimize" for o in problem.objectives
         ]
         self.study = optuna.create_study(
