@@ -149,7 +149,7 @@ def prune_cell(
         return pruned
     X = np.asarray(X, dtype=np.int64)
     ops = [o for o in range(count_options) if o != none_index[0]]
-    counts = [(M == o).sum(axis=1) for M in (X, pruned) for o in ops]
+    counts = [np.equal(M, o).sum(axis=1) for M in (X, pruned) for o in ops]
     return weight * np.stack(counts, axis=1).astype(np.float64)
 
 

@@ -21,10 +21,7 @@ class ElasticBatchNorm2d(nn.BatchNorm2d):
         if self.training and self.track_running_stats:
             tracked = cast(Tensor, self.num_batches_tracked)  # a buffer with track_running_stats
             tracked.add_(1)
-            if self.momentum is None:
-                factor = 1.0 / float(tracked)
-            else:
-                factor = self.momentum
+            factor = 1.0 / float(tracked) if self.momentum is None else self.momentum
         else:
             factor = 0.0
         use_batch_stats = self.training or self.running_mean is None
