@@ -52,7 +52,7 @@ class Choice:
         """Index of ``value`` among the options; ConfigError naming the dimension otherwise."""
         for i, option in enumerate(self.options):
             if type(option) is not str and type(value) is not str and not isinstance(value, bool):
-                if isinstance(value, int | float) and float(option) == float(value):  # type: ignore[arg-type]
+                if isinstance(value, int | float) and float(option) == float(value):
                     return i
             elif option == value:
                 return i
@@ -194,7 +194,7 @@ def dimension_from_schema(schema: Mapping[str, object]) -> Dimension:
         )
     return Choice(
         str(schema["name"]),
-        tuple(schema["options"]),  # type: ignore[call-overload]
+        tuple(schema["options"]),  # type: ignore[arg-type]
         ordered=bool(schema["ordered"]),
         active_if=active_if,
     )
@@ -383,7 +383,7 @@ class SearchSpace:
         if dim.active_if is None:
             return True
         depth_dim, j = dim.active_if
-        return int(config[depth_dim]) > j  # type: ignore[arg-type]
+        return int(config[depth_dim]) > j
 
     def canonical(self, config: SubnetConfig | Mapping[str, Value]) -> SubnetConfig:
         """Same network, inactive dimensions set to their first option (for deduplication)."""
@@ -404,7 +404,9 @@ class SearchSpace:
             >>> space.canonical_indices([[0, 1], [1, 1]]).tolist()
             [[0, 0], [1, 1]]
         """
-        out = np.array(X, dtype=self.encoding_dtype, copy=True).reshape(-1, len(self.dims))
+        out: np.ndarray = np.array(X, dtype=self.encoding_dtype, copy=True).reshape(
+            -1, len(self.dims)
+        )
         names = self.names
         for column, dim in enumerate(self.dims):
             if dim.active_if is None:
@@ -412,7 +414,7 @@ class SearchSpace:
             depth_name, j = dim.active_if
             depth_column = names.index(depth_name)
             depth_values = self.dims[depth_column].options  # type: ignore[union-attr]
-            active = np.array([int(v) > j for v in depth_values])  # type: ignore[call-overload]
+            active = np.array([int(v) > j for v in depth_values])
             inactive = ~active[out[:, depth_column].astype(np.int64)]
             out[inactive, column] = dim.low if isinstance(dim, Numeric) else 0
         return out

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from sklearn.model_selection import train_test_split
+from sklearn.pipeline import Pipeline
 
 from nas.errors import ConfigError
 from nas.execution.base import Executor
@@ -142,7 +143,7 @@ def fit_predictor(  # noqa: D417
         X, y, test_size=test_size, random_state=random_state
     )
 
-    def fitted(X_fit: np.ndarray, y_fit: np.ndarray) -> object:
+    def fitted(X_fit: np.ndarray, y_fit: np.ndarray) -> Pipeline:
         if search:
             return search_predictor(
                 space,
@@ -163,7 +164,7 @@ def fit_predictor(  # noqa: D417
         ).fit(X_fit, y_fit)
 
     held_out = fitted(X_train, y_train)
-    y_pred = np.asarray(held_out.predict(X_test), dtype=float)  # type: ignore[attr-defined]
+    y_pred = np.asarray(held_out.predict(X_test), dtype=float)
     report = QualityReport.from_predictions(y_test, y_pred, n_train=len(X_train), metric=name)
     final = fitted(X, y) if refit else held_out
     predictor = Predictor(
@@ -172,7 +173,7 @@ def fit_predictor(  # noqa: D417
         metric=metric,
         target=target,
         kind=kind,
-        quality=report,  # type: ignore[arg-type]
+        quality=report,
     )
     return FitResult(predictor=predictor, y_test=y_test, y_pred=y_pred)
 

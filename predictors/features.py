@@ -53,7 +53,7 @@ from __future__ import annotations
 import itertools
 import re
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Literal, get_args
+from typing import TYPE_CHECKING, Literal, cast, get_args
 
 import numpy as np
 
@@ -149,7 +149,7 @@ def prune_cell(
         return pruned
     X = np.asarray(X, dtype=np.int64)
     ops = [o for o in range(count_options) if o != none_index[0]]
-    counts = [(o == M).sum(axis=1) for M in (X, pruned) for o in ops]
+    counts = [np.equal(M, o).sum(axis=1) for M in (X, pruned) for o in ops]
     return weight * np.stack(counts, axis=1).astype(np.float64)
 
 
@@ -229,8 +229,9 @@ def cell_path_lengths(
 
 def path_option_sets(space: SearchSpace) -> list[list[int]]:
     """Option-index sets of :func:`cell_path_lengths` for a cell space with shared options."""
-    none = space.dims[0].options.index("none")
-    options = [i for i in range(len(space.dims[0].options)) if i != none]
+    first = _cell_dims(space)[0]
+    none = first.options.index("none")
+    options = [i for i in range(len(first.options)) if i != none]
     if len(options) > MAX_PATH_SET_OPTIONS:
         return [[o] for o in options] + [options]
     return [
@@ -265,6 +266,11 @@ def cell_edges(space: SearchSpace) -> list[list[int]] | None:
     return edges or None
 
 
+def _cell_dims(space: SearchSpace) -> tuple[Choice, ...]:
+    """The dimensions of a cell space, which :func:`cell_edges` checked are all Choice."""
+    return cast("tuple[Choice, ...]", space.dims)
+
+
 def supports_cell_paths(space: SearchSpace) -> bool:
     """Whether ``space`` is a cell space whose edges share their options (``cell_paths``)."""
     return cell_edges(space) is not None and _shared_options(space)
@@ -272,7 +278,7 @@ def supports_cell_paths(space: SearchSpace) -> bool:
 
 def _shared_options(space: SearchSpace) -> bool:
     """Whether every dimension has the same options (so per-operation counts make sense)."""
-    return len({tuple(d.options) for d in space.dims}) == 1
+    return len({tuple(d.options) for d in _cell_dims(space)}) == 1
 
 
 def _scaled_values(options: tuple[object, ...]) -> list[float]:
@@ -347,7 +353,7 @@ def make_features(
             depth_name, j = dim.active_if
             depth_column = names.index(depth_name)
             depth_options = space.dims[depth_column].options  # type: ignore[union-attr]
-            active = [float(v) > j for v in depth_options]  # type: ignore[arg-type]
+            active = [float(v) > j for v in depth_options]
             gates.append([i, depth_column, active])
     columns = feature_columns(space, encoding)
     transformers: list[tuple[str, object, list[int]]] = []
@@ -364,7 +370,7 @@ def make_features(
             )
         )
     if columns["ordinal"]:
-        tables = [_scaled_values(space.dims[i].options) for i in columns["ordinal"]]
+        tables = [_scaled_values(space.dims[i].options) for i in columns["ordinal"]]  # type: ignore[union-attr]
         transformers.append(
             (
                 "ordinal",
@@ -375,7 +381,10 @@ def make_features(
             )
         )
     if columns["onehot"]:
-        categories = [list(range(INACTIVE, len(space.dims[i].options))) for i in columns["onehot"]]
+        categories = [
+            list(range(INACTIVE, len(space.dims[i].options)))  # type: ignore[union-attr]
+            for i in columns["onehot"]
+        ]
         transformers.append(
             (
                 "onehot",
@@ -402,7 +411,8 @@ def make_features(
             f"{space.name!r} is not one"
         )
     if edges is not None and cell_pruning is not False:
-        kw = {"edges": edges, "none_index": [d.options.index("none") for d in space.dims]}
+        cell = _cell_dims(space)
+        kw = {"edges": edges, "none_index": [d.options.index("none") for d in cell]}
         all_columns = list(range(len(space.dims)))
         effective = Pipeline(
             [
@@ -410,7 +420,7 @@ def make_features(
                 (
                     "onehot",
                     OneHotEncoder(
-                        categories=[list(range(len(d.options))) for d in space.dims],
+                        categories=[list(range(len(d.options))) for d in cell],
                         sparse_output=False,
                         dtype=np.float64,
                     ),
@@ -422,7 +432,7 @@ def make_features(
             counts_kw = {
                 **kw,
                 "keep": "live",
-                "count_options": len(space.dims[0].options),
+                "count_options": len(cell[0].options),
                 "weight": OP_COUNT_WEIGHT,
             }
             transformers.append(
@@ -434,7 +444,7 @@ def make_features(
     if cell_paths:
         kw_paths = {
             "edges": edges,
-            "none_index": [d.options.index("none") for d in space.dims],
+            "none_index": [d.options.index("none") for d in _cell_dims(space)],
             "option_sets": path_option_sets(space),
         }
         transformers.append(
@@ -485,9 +495,10 @@ def feature_schema(
     pruned = edges is not None and cell_pruning is not False
     extra = 0
     if pruned:
-        extra = sum(len(d.options) for d in space.dims) + 1
+        cell = _cell_dims(space)
+        extra = sum(len(d.options) for d in cell) + 1
         if _shared_options(space):
-            extra += 2 * (len(space.dims[0].options) - 1)
+            extra += 2 * (len(cell[0].options) - 1)
     if cell_paths:
         extra += 1 + len(path_option_sets(space))
     extra += len(columns["numeric"])
@@ -511,7 +522,7 @@ def feature_schema(
         **numeric,
         **schema_user,
         "n_features": len(columns["ordinal"])
-        + sum(len(space.dims[i].options) for i in columns["onehot"])  # type: ignore[union-attr]
+        + sum(len(cast(Choice, space.dims[i]).options) for i in columns["onehot"])
         + extra,
     }
 

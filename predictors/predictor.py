@@ -205,7 +205,7 @@ def _fast_features(space: SearchSpace, pipeline: Pipeline) -> tuple[object, Any]
     rng = np.random.default_rng(0)
     probe = space.encode_many([space.smallest(), space.largest(), *space.sample_many(30, rng)])
     try:
-        fast, stock = fn(probe), np.asarray(step.transform(probe))  # type: ignore[union-attr]
+        fast, stock = fn(probe), np.asarray(step.transform(probe))
         same = (  # same values, dtype and memory layout, so BLAS sums in the same order
             fast.dtype == stock.dtype
             and fast.flags.c_contiguous == stock.flags.c_contiguous

@@ -186,7 +186,7 @@ class QualityReport:
         if "kendall_tau_ci95" in values:
             values["kendall_tau_ci95"] = tuple(
                 math.nan if v is None else float(v)
-                for v in values["kendall_tau_ci95"]  # type: ignore[union-attr]
+                for v in values["kendall_tau_ci95"]  # type: ignore[attr-defined]
             )
         return cls(**values)  # type: ignore[arg-type]
 

@@ -119,7 +119,7 @@ def apply_user_features(
     X = np.asarray(X)
     out = np.empty((len(X), entry.n_features))
     for r, row in enumerate(X):
-        items = []
+        items: list[tuple[str, object]] = []
         for name, opts, low, integer, value in zip(
             names, options, lows, integers, row, strict=True
         ):
@@ -128,7 +128,8 @@ def apply_user_features(
                 items.append((name, int(number) if integer else number))
             else:
                 items.append((name, opts[max(int(value), 0)]))
-        values = np.asarray(entry.fn(SubnetConfig(tuple(items))), dtype=float)  # type: ignore[arg-type]
+        config = SubnetConfig(tuple(items))  # type: ignore[arg-type]
+        values = np.asarray(entry.fn(config), dtype=float)
         if values.shape != (entry.n_features,):
             raise ConfigError(
                 f"user_features hook {hook!r} returned shape {values.shape} for configs[{r}]; "

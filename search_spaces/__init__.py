@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 from nas.errors import ConfigError, IncompatibleArtifactError, format_choice_error
 from nas.space import SearchSpace
@@ -61,7 +61,7 @@ def describe(space: SearchSpace) -> dict[str, Any]:
     """How artifacts (checkpoints, model cards) record the space they belong to."""
     return {
         "name": space.name,
-        "options": dict(space.metadata.get("options", {})),
+        "options": dict(cast("Mapping[str, Any]", space.metadata.get("options", {}))),
         "fingerprint": space.fingerprint(),
     }
 

@@ -257,6 +257,9 @@ class RawPixelModel(nn.Module):
     Carrying the normalisation inside the model means a deployment cannot feed the wrong scale.
     """
 
+    mean: torch.Tensor  # buffers (register_buffer in __init__)
+    inv_std: torch.Tensor
+
     def __init__(
         self, model: nn.Module, preprocessing: Mapping[str, Any], *, side: int | None = None
     ) -> None:
@@ -444,7 +447,7 @@ def load_exported(path: str | Path, *, raw_input: bool = False) -> nn.Module:
         IncompatibleArtifactError: a malformed card or weights file, a sha256 that differs from
             the card's, tensors that do not fit, or a search space that no longer matches.
     """
-    from nas.supernets.base import Supernet
+    from nas.supernets import family_of
 
     path = Path(path)
     card, weights = _checked_card(path)
@@ -459,7 +462,8 @@ def load_exported(path: str | Path, *, raw_input: bool = False) -> nn.Module:
             f"{card_path}: search_space/config do not rebuild a subnet: {exc}"
         ) from exc
     with torch.device("meta"):
-        skeleton = Supernet(space)
+        # what Supernet(space) builds, typed as the family's class
+        skeleton = family_of(space).supernet_class(space)
     module = skeleton.to_empty(device="cpu").export(config)
     tensors = read_safetensors(weights, sha256=card["weights_sha256"])
     load_tensors_into(module, tensors, file=weights)

@@ -25,7 +25,7 @@ import tempfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO
+from typing import IO
 
 from nas.errors import IncompatibleArtifactError
 
@@ -89,7 +89,7 @@ def _check_kind(member: tarfile.TarInfo) -> None:
 
 
 def _copy_counted(
-    source: BinaryIO, target: Path, member: str, limits: ArchiveLimits, total: int
+    source: IO[bytes], target: Path, member: str, limits: ArchiveLimits, total: int
 ) -> int:
     """Copy ``source`` into a new file ``target``; return the bytes (caps count real bytes)."""
     fd = os.open(

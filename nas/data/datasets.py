@@ -361,8 +361,10 @@ def load_image_folder(
                 continue
             try:
                 with Image.open(file) as img:
-                    img = img.convert("L" if grayscale else "RGB").resize((resolution, resolution))
-                    arr = np.asarray(img, dtype=np.float32)
+                    sized = img.convert("L" if grayscale else "RGB").resize(
+                        (resolution, resolution)
+                    )
+                    arr = np.asarray(sized, dtype=np.float32)
             except (OSError, ValueError) as exc:  # PIL's UnidentifiedImageError is an OSError
                 raise ConfigError(f"data.path: {file} is not a readable image: {exc}") from exc
             images.append(arr[None] if grayscale else arr.transpose(2, 0, 1))

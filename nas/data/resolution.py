@@ -9,12 +9,14 @@ worker (seeded by the step, as the sandwich subnets are).
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from nas.space import SearchSpace
+from nas.space import Choice, SearchSpace
 from nas.subnet import SubnetConfig
 
 RESOLUTION_DIM = "resolution"
@@ -53,7 +55,7 @@ def step_resolution(space: SearchSpace, seed: int, step: int) -> int | None:
     """The resolution of global training step ``step`` (``None``: the space has no such dim)."""
     if not has_resolution(space):
         return None
-    options = space.dim(RESOLUTION_DIM).options
+    options = cast(Choice, space.dim(RESOLUTION_DIM)).options  # resolutions: a Choice
     return int(options[int(np.random.default_rng([seed, step, _STREAM]).integers(len(options)))])
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -17,11 +19,9 @@ class ElasticBatchNorm2d(nn.BatchNorm2d):
     def forward(self, x: Tensor) -> Tensor:
         c = x.shape[1]
         if self.training and self.track_running_stats:
-            self.num_batches_tracked.add_(1)
-            if self.momentum is None:
-                factor = 1.0 / float(self.num_batches_tracked)
-            else:
-                factor = self.momentum
+            tracked = cast(Tensor, self.num_batches_tracked)  # a buffer with track_running_stats
+            tracked.add_(1)
+            factor = 1.0 / float(tracked) if self.momentum is None else self.momentum
         else:
             factor = 0.0
         use_batch_stats = self.training or self.running_mean is None
@@ -43,6 +43,9 @@ class ElasticBatchNorm2d(nn.BatchNorm2d):
         bn.weight.copy_(self.weight[:channels])
         bn.bias.copy_(self.bias[:channels])
         assert self.running_mean is not None and self.running_var is not None
+        assert self.num_batches_tracked is not None
+        assert bn.running_mean is not None and bn.running_var is not None
+        assert bn.num_batches_tracked is not None
         bn.running_mean.copy_(self.running_mean[:channels])
         bn.running_var.copy_(self.running_var[:channels])
         bn.num_batches_tracked.copy_(self.num_batches_tracked)

@@ -41,6 +41,8 @@ def fake_quant_activation(x: Tensor, scale: Tensor, bits: int) -> Tensor:
 class FakeQuantize(nn.Module):
     """Per-tensor fake quantization with a frozen scale (exports to ONNX as Div/Round/Clip/Mul)."""
 
+    scale: Tensor  # a buffer (register_buffer below)
+
     def __init__(self, scale: Tensor | float, bits: int) -> None:
         super().__init__()
         self.bits = bits

@@ -150,7 +150,9 @@ class NodeExclusiveExecutor:
         nodes = nodes_with(self.resources)
         fn_ref = ray.put(fn)
         remotes = {
-            str(n["NodeID"]): ray.remote(
+            # Ray's stubs type resources as a dict only and scheduling_strategy without the
+            # node-affinity strategy, both of which ray.remote takes
+            str(n["NodeID"]): ray.remote(  # type: ignore[call-overload]
                 num_cpus=float(n["Resources"]["CPU"]),  # type: ignore[index]
                 resources=self.resources or None,
                 scheduling_strategy=NodeAffinitySchedulingStrategy(str(n["NodeID"]), soft=False),

@@ -62,7 +62,10 @@ def check_cluster_access(address: str, *, timeout_s: float = 5.0) -> None:
         ) from None
     try:
         from ray._private.authentication.authentication_utils import is_token_auth_enabled
-        from ray._raylet import AuthenticationTokenLoader, GcsClient
+        from ray._raylet import (  # type: ignore[attr-defined]  # Cython: not in Ray's stubs
+            AuthenticationTokenLoader,
+            GcsClient,
+        )
         from ray.exceptions import AuthenticationError
     except ImportError:  # a Ray without token authentication: nothing to check
         return

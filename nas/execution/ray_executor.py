@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import ray
 
 from nas.execution.placement import check_resources, ensure_ray
+
+if TYPE_CHECKING:
+    from ray._private.worker import RemoteFunction1
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -53,7 +56,11 @@ class RayExecutor:
         check_resources(self.resources)
         if not items:
             return []
-        remote_fn = ray.remote(num_cpus=self.num_cpus, resources=self.resources or None)(_call)
+        # Ray's stubs type resources as a dict only; None is its own default (no custom resources)
+        remote_fn: RemoteFunction1[object, list[ray.ObjectRef], T] = ray.remote(
+            num_cpus=self.num_cpus,
+            resources=self.resources or None,  # type: ignore[arg-type]
+        )(_call)
         # Wrapped in a list so Ray passes the reference itself: each worker process then
         # deserializes ``fn`` (often a whole supernet) once, not once per item.
         fn_ref = [ray.put(fn)]

@@ -123,7 +123,10 @@ def pack_run(run_dir: str | Path, job_id: str) -> Path | None:
     ray.init(address="auto", log_to_driver=False)  # the job's own cluster, to find its log dir
     try:
         # No public API names the node's log directory; Ray's job supervisor reads it the same way.
-        logs = Path(ray._private.worker._global_node.get_logs_dir_path())
+        # (_global_node is declared None at import time; ray.init above set it)
+        node = ray._private.worker._global_node
+        assert node is not None
+        logs = Path(node.get_logs_dir_path())
     finally:
         ray.shutdown()
     target = logs / ARCHIVE_FOLDER / f"{job_id}.tar.gz"

@@ -21,7 +21,7 @@ import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, cast
 
 import numpy as np
 from torch import Tensor, nn
@@ -31,7 +31,7 @@ from nas.deploy.int8 import GlobalAvgPool
 from nas.errors import ConfigError
 from nas.measure.latency import LatencyProtocol, measure_latency
 from nas.measure.targets import HardwareTarget
-from nas.space import SearchSpace
+from nas.space import Choice, SearchSpace
 from nas.subnet import SubnetConfig
 from nas.supernets.mbconv.arch import mbconv_arch
 from nas.supernets.mbconv.supernet import make_plan
@@ -142,7 +142,7 @@ def covering_configs(space: SearchSpace) -> list[SubnetConfig]:
     arch = mbconv_arch(space)
     base = space.largest()
     sides: list[dict[str, int]] = (
-        [{"resolution": int(r)} for r in space.dim("resolution").options]
+        [{"resolution": int(r)} for r in cast(Choice, space.dim("resolution")).options]
         if has_resolution(space)
         else [{}]
     )  # an elastic-resolution space: every shape at every resolution
@@ -290,7 +290,7 @@ def build_latency_table(
         keys = layer_keys(space, config, target)
         if all(k in entries for k in keys):
             continue
-        modules = layer_modules(supernet.export(config).eval())
+        modules = layer_modules(cast("Subnet", supernet.export(config).eval()))  # MBConv's
         for key, module in zip(keys, modules, strict=True):
             if key in entries:
                 continue

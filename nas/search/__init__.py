@@ -56,8 +56,8 @@ class SearcherEntry:
     fixed: Mapping[str, Any] = field(default_factory=dict)
 
     @property
-    def cls(self) -> type:
-        return __getattr__(self.class_name)  # type: ignore[no-any-return]
+    def cls(self) -> type[Any]:
+        return __getattr__(self.class_name)
 
     def settable(self) -> dict[str, tuple[Any, Any]]:
         """Constructor keywords a spec may set (``[search.options]``): name → (hint, default).
@@ -148,7 +148,7 @@ def _as_tuple(value: Any) -> Any:
 def _tuple_hint(hint: Any) -> Any:
     """``Sequence[str]`` is checked as ``tuple[str, ...]`` (specs give lists)."""
     if typing.get_origin(hint) in (Sequence, list):
-        return tuple[typing.get_args(hint)[0], ...]  # type: ignore[valid-type]
+        return tuple[typing.get_args(hint)[0], ...]  # type: ignore[misc]
     return hint
 
 

@@ -318,7 +318,12 @@ def run_search(
             for start in range(0, len(to_run), size):
                 chunk = to_run[start : start + size]
 
-                def record(index: int, row: Mapping[str, float], chunk=chunk, step=step) -> None:
+                def record(
+                    index: int,
+                    row: Mapping[str, float],
+                    chunk: list[SubnetConfig] = chunk,
+                    step: int = step,
+                ) -> None:
                     # durable as each evaluation finishes: a kill loses only those in flight
                     config = chunk[index]
                     checked = _check_row(row, evaluator, config)

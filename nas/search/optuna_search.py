@@ -13,7 +13,7 @@ seed is replayed from stored results. Pass ``storage`` (e.g.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, cast
 
 import numpy as np
 import optuna
@@ -25,6 +25,7 @@ from optuna.trial import Trial
 from nas.errors import ConfigError, format_choice_error
 from nas.search.objectives import SearchProblem
 from nas.search.optuna_record import quiet_optuna
+from nas.space import Choice
 from nas.subnet import SubnetConfig
 
 OptunaAlgorithm = Literal["nsga2", "tpe", "gp"]
@@ -111,7 +112,7 @@ class OptunaSearcher:
             d.name: IntDistribution(0, len(d.options) - 1)
             if d.ordered
             else CategoricalDistribution(d.options)
-            for d in self._space.dims
+            for d in cast("tuple[Choice, ...]", self._space.dims)  # option indices: Choice only
         }
         self._batch_size = batch_size
         self._constraint_names = [
@@ -137,7 +138,7 @@ class OptunaSearcher:
 
     def _decode(self, params: dict[str, object]) -> SubnetConfig:
         values = []
-        for d in self._space.dims:
+        for d in cast("tuple[Choice, ...]", self._space.dims):  # option indices: Choice only
             value = params[d.name]
             values.append((d.name, d.options[int(value)] if d.ordered else value))  # type: ignore[call-overload]
         return self._space.validate(SubnetConfig(tuple(values)))  # type: ignore[arg-type]

@@ -33,7 +33,7 @@ the rest is split in proportion to credit per evaluation.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, cast
 
 import numpy as np
 from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
@@ -248,7 +248,7 @@ class PortfolioSearcher:
         F = np.vstack(self._F)
         G = np.vstack(self._G)
         feasible = (G <= 0).all(axis=1) if G.shape[1] else np.ones(len(F), dtype=bool)
-        return F, G, feasible
+        return F, G, cast(np.ndarray, feasible)  # numpy types .all(axis=1) as maybe a scalar
 
     def _credit_arms(self, n_before: int) -> None:
         """Decay the credits, then add each arm's hypervolume gain over the earlier front."""
@@ -329,7 +329,9 @@ class PortfolioSearcher:
         X = X[np.array([r.astype(np.int64).tobytes() not in self._told_rows for r in X], bool)]
         return X, self._transform(X) if len(X) else np.zeros((0, 1))
 
-    def _fit_predict(self, Z_told: np.ndarray, Y: np.ndarray, Z_pool: np.ndarray, log: bool):
+    def _fit_predict(
+        self, Z_told: np.ndarray, Y: np.ndarray, Z_pool: np.ndarray, log: bool
+    ) -> np.ndarray:
         """Ridge per column of ``Y`` (log space for positive columns when ``log``)."""
         out = np.empty((len(Z_pool), Y.shape[1]))
         gram = Z_told.T @ Z_told + self._alpha * np.eye(Z_told.shape[1])

@@ -12,7 +12,7 @@ already told as a duplicate, so mating keeps producing configs that cost a real 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, cast
 
 import numpy as np
 from pymoo.algorithms.moo.nsga2 import NSGA2, binary_tournament
@@ -42,6 +42,7 @@ from pymoo.util.ref_dirs import get_reference_directions
 
 from nas.errors import ConfigError, format_choice_error
 from nas.search.objectives import SearchProblem
+from nas.space import Choice
 from nas.subnet import SubnetConfig
 
 PymooAlgorithm = Literal["nsga2", "nsga3"]
@@ -170,11 +171,13 @@ class PymooSearcher:
             }
         else:
             self._names = [f"x{i}" for i in range(n_var)]
+            # variables are option indices: a space of Choice dimensions, as for "integer"
+            choices = cast("tuple[Choice, ...]", dims)
             variables = {
                 name: PymooInteger(bounds=(0, len(d.options) - 1))
                 if d.ordered
                 else PymooChoice(options=list(range(len(d.options))))
-                for name, d in zip(self._names, dims, strict=True)
+                for name, d in zip(self._names, choices, strict=True)
             }
             self._pymoo_problem = Problem(
                 vars=variables, n_obj=problem.n_obj, n_ieq_constr=problem.n_constr

@@ -27,7 +27,7 @@ cheap or very accurate one) still counts.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, cast
 
 import numpy as np
 from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
@@ -256,7 +256,7 @@ class SurrogateSearcher:
         F = np.vstack(self._F)
         G = np.vstack(self._G)
         feasible = (G <= 0).all(axis=1) if G.shape[1] else np.ones(len(F), dtype=bool)
-        return F, feasible
+        return F, cast(np.ndarray, feasible)  # numpy types .all(axis=1) as maybe a scalar
 
     def _predict(
         self,

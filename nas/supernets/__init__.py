@@ -60,15 +60,15 @@ class SupernetFamily:
 
     @property
     def arch_type(self) -> type:
-        return _load(self.arch)  # type: ignore[no-any-return]
+        return _load(self.arch)
 
     @property
     def supernet_class(self) -> type[Supernet]:
-        return _load(self.supernet)  # type: ignore[no-any-return]
+        return _load(self.supernet)
 
     @property
     def cost_function(self) -> Callable[..., Cost]:
-        return _load(self.cost)  # type: ignore[no-any-return]
+        return _load(self.cost)
 
 
 FAMILIES: dict[str, SupernetFamily] = {

@@ -313,7 +313,7 @@ def load_supernet(
         IncompatibleArtifactError: ``space`` differs from the space the checkpoint was trained
             on, or a tensor does not fit the supernet (the message names it).
     """
-    from nas.supernets.base import Supernet
+    from nas.supernets import family_of
 
     checkpoint = load_checkpoint(path)
     trained_on = checkpoint.state["search_space"]
@@ -332,7 +332,8 @@ def load_supernet(
             f"(fingerprint {trained_on['fingerprint']}), asked to load into {space.name!r} "
             f"(fingerprint {space.fingerprint()})"
         )
-    supernet = Supernet(space)
+    # what Supernet(space) builds, typed as the family's class
+    supernet = family_of(space).supernet_class(space)
     load_tensors_into(
         supernet, checkpoint.model, file=checkpoint.files.get("model", Path(path) / MODEL_FILE)
     )
@@ -352,8 +353,9 @@ def _recorded_epoch(state_path: Path) -> tuple[bool, float]:
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         return False, 0.0
     epoch = state.get("epoch")
-    valid = isinstance(epoch, int) and not isinstance(epoch, bool)
-    return True, float(epoch) if valid else float("inf")
+    if isinstance(epoch, int) and not isinstance(epoch, bool):
+        return True, float(epoch)
+    return True, float("inf")
 
 
 def latest_checkpoint(root: str | Path) -> Path | None:

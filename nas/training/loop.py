@@ -97,7 +97,7 @@ def epoch_loader(
         )
     x, y = data.tensors("train")
     dataset = TensorDataset(x, y)
-    sampler = DistributedSampler(
+    sampler: DistributedSampler[int] = DistributedSampler(
         dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=config.seed, drop_last=True
     )
     sampler.set_epoch(epoch)
@@ -396,7 +396,7 @@ class Trainer:
     space: SearchSpace
     data: ImageData
     config: TrainConfig
-    model: nn.Module
+    model: Supernet
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
     world_size: int = 1
@@ -421,10 +421,11 @@ class Trainer:
         rank: int = 0,
     ) -> Trainer:
         """A fresh supernet (seeded by ``config.seed``) with its optimizer and schedule."""
-        from nas.supernets.base import Supernet
+        from nas.supernets import family_of
 
         torch.manual_seed(config.seed)
-        model = Supernet(space)
+        # what Supernet(space) builds, typed as the family's class
+        model = family_of(space).supernet_class(space)
         check_reorder_support(model, config)
         check_zero_init_support(model, config)
         if config.zero_init_residual:

@@ -14,14 +14,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from scipy.stats import rankdata
 from sklearn.linear_model import Ridge
 
 from nas.errors import ConfigError
-from nas.space import SearchSpace
+from nas.space import Choice, SearchSpace
 from nas.subnet import SubnetConfig
 from predictors.features import make_features
 from predictors.predictor import ConfigEncoder, ConfigLike
@@ -65,7 +65,7 @@ def check_representation(representation: object) -> str:
         raise ConfigError(
             f"representation={representation!r} is not one of {list(REPRESENTATIONS)}"
         )
-    return representation  # type: ignore[return-value]
+    return representation
 
 
 def row_keys(X: np.ndarray) -> list[bytes]:
@@ -126,7 +126,7 @@ class DeviceBank:
         outside = (X < 0) | (n_options <= X)
         if outside.any():
             i, column = (int(v[0]) for v in np.nonzero(outside))
-            dim = self.space.dims[column]
+            dim = cast(Choice, self.space.dims[column])  # n_options refused Numeric ones
             raise ConfigError(
                 f"bank.X[{i}]: {dim.name} index {int(X[i, column])} is outside "
                 f"0..{len(dim.options) - 1} (allowed values: {list(dim.options)})"
@@ -235,7 +235,7 @@ class DeviceBank:
         if cached is None:
             cached = make_features(self.space, encoding="onehot").fit_transform(self.X)
             object.__setattr__(self, "_features", cached)
-        return cached  # type: ignore[no-any-return]
+        return cached
 
     def log_latency(self, X: np.ndarray) -> np.ndarray:
         """Log-latency per device of each row: measured where in the bank, else modelled."""
@@ -256,7 +256,7 @@ class DeviceBank:
             _, coef, intercept = self.bank_models()
             cached = self.features() @ coef + intercept
             object.__setattr__(self, "_smooth", cached)
-        return cached  # type: ignore[no-any-return]
+        return cached
 
     def represent(self, X: np.ndarray, representation: str) -> np.ndarray:
         """Columns of each row under ``representation`` (:data:`REPRESENTATIONS`).
@@ -285,7 +285,7 @@ class DeviceBank:
 
     def choice_cache(self) -> dict[Any, Any]:
         """Per-bank memo of target-independent choices (:func:`predictors.transfer.few_shot`)."""
-        return self._choices  # type: ignore[attr-defined,no-any-return]
+        return self._choices  # type: ignore[attr-defined]
 
     # -- reference architectures ---------------------------------------------------------------
     def references(self, n: int, *, seed: int = 0) -> list[SubnetConfig]:
@@ -324,4 +324,4 @@ class DeviceBank:
             _, _, vt = np.linalg.svd(ranks, full_matrices=False)
             points = ranks @ vt[:REFERENCE_COMPONENTS].T
             object.__setattr__(self, "_points", points)
-        return points  # type: ignore[no-any-return]
+        return points

@@ -150,7 +150,7 @@ class TransferPredictor:
 
     def encode(self, configs: Sequence[ConfigLike]) -> np.ndarray:
         """Validated option-index matrix; :class:`InvalidConfigError` names index and key."""
-        return self._encoder(configs)  # type: ignore[attr-defined,no-any-return]
+        return self._encoder(configs)  # type: ignore[attr-defined]
 
     def predict(self, configs: Sequence[ConfigLike], *, return_std: bool = False) -> np.ndarray:
         """Predicted latency (ms) per config."""
@@ -385,7 +385,7 @@ def representation_scores(bank: DeviceBank, n: int) -> tuple[str, dict[str, floa
     cache = bank.choice_cache()
     key = ("representation", int(n))
     if key in cache:
-        return cache[key]  # type: ignore[no-any-return]
+        return cache[key]
     D = len(bank.devices)
     scores: dict[str, float] = {}
     first = AUTO_CANDIDATES[0]
@@ -401,7 +401,7 @@ def representation_scores(bank: DeviceBank, n: int) -> tuple[str, dict[str, floa
             for d in range(D):
                 others = [b * D + k for b in range(blocks) for k in range(D) if k != d]
                 for rows in refs:
-                    model, _ = select(Zb[np.ix_(rows, others)], target[rows, d])
+                    model, _ = select(Zb[np.ix_(rows, np.asarray(others))], target[rows, d])
                     rest = np.ones(len(bank), dtype=bool)
                     rest[rows] = False
                     pred = model.predict(Zb[rest][:, others], None)

@@ -9,7 +9,9 @@ transformed and
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -223,8 +225,8 @@ class MBConvSupernet(Supernet):
         out); each then starts as the identity. Returns how many blocks were zeroed.
         """
         zeroed = 0
-        for stage in self.stages:
-            for block in list(stage.blocks)[1:]:
+        for stage in cast("Iterable[ElasticStage]", self.stages):
+            for block in cast("list[ElasticMBConv]", list(stage.blocks))[1:]:
                 nn.init.zeros_(block.project_bn.weight)
                 zeroed += 1
         return zeroed
@@ -258,8 +260,12 @@ class MBConvSupernet(Supernet):
         plan = self.plan(config)
         blocks = [
             block.export(block_plan, self.activation)
-            for stage, block_plans in zip(self.stages, plan.stages, strict=True)
-            for block, block_plan in zip(stage.blocks, block_plans, strict=False)
+            for stage, block_plans in zip(
+                cast("Iterable[ElasticStage]", self.stages), plan.stages, strict=True
+            )
+            for block, block_plan in zip(
+                cast("Iterable[ElasticMBConv]", stage.blocks), block_plans, strict=False
+            )
         ]
         head = None
         if self.head_conv is not None and self.head_bn is not None:

@@ -11,7 +11,9 @@ accuracy measurement has nothing to re-calibrate (``uses_batchnorm = False``).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -238,13 +240,17 @@ class ViTSupernet(Supernet):
         self.classifier = ElasticLinear(e, arch.num_classes)
         nn.init.zeros_(self.classifier.bias)
 
+    def _blocks(self) -> Iterable[ElasticTransformerBlock]:
+        """``self.blocks``, typed as the transformer blocks it holds."""
+        return cast("Iterable[ElasticTransformerBlock]", self.blocks)
+
     def zero_init_residuals(self) -> int:
         """Zero each block's output projections (attention ``proj``, MLP ``fc2``) and biases.
 
         Every block then starts as the identity on the residual stream (as a zero-initialised
         last BN scale does in a CNN). Returns how many blocks were zeroed.
         """
-        for block in self.blocks:
+        for block in self._blocks():
             for layer in (block.proj, block.fc2):
                 nn.init.zeros_(layer.weight)
                 nn.init.zeros_(layer.bias)
@@ -259,9 +265,10 @@ class ViTSupernet(Supernet):
         plan = self.plan(config)
         e = plan.embed_dim
         cls = self.cls_token[:, :, :e] if self.cls_token is not None else None
-        patches = F.conv2d(x, self.patch.weight[:e], self.patch.bias[:e], stride=self.patch.stride)
+        bias = cast(Tensor, self.patch.bias)  # nn.Conv2d's default bias=True
+        patches = F.conv2d(x, self.patch.weight[:e], bias[:e], stride=self.patch.stride)
         tokens = embed_patches(patches, cls, self.position[:, :, :e])
-        for block, layer in zip(self.blocks, plan.layers, strict=False):
+        for block, layer in zip(self._blocks(), plan.layers, strict=False):
             tokens = block(tokens, layer)
         return self.classifier(pool_tokens(self.norm(tokens), self.arch.pooling))
 
@@ -297,7 +304,7 @@ class ViTSupernet(Supernet):
         orders: list[dict[str, list[int]]] = []
         was_training = self.training
         self.eval()
-        for block in self.blocks:
+        for block in self._blocks():
             heads = _order(block.head_importance(tokens))
             full = LayerPlan(len(heads), block.fc1.max_out, FULL_PRECISION)
             mid = None if tokens is None else block.attention_residual(tokens, full)
@@ -318,12 +325,16 @@ class ViTSupernet(Supernet):
         e, arch = plan.embed_dim, self.arch
         conv = nn.Conv2d(arch.in_channels, e, arch.patch_size, stride=arch.patch_size)
         conv.weight.copy_(self.patch.weight[:e])
-        conv.bias.copy_(self.patch.bias[:e])
+        # both have nn.Conv2d's default bias=True
+        cast(Tensor, conv.bias).copy_(cast(Tensor, self.patch.bias)[:e])
         cls = self.cls_token[:, :, :e].clone() if self.cls_token is not None else None
         subnet = ViTSubnet(
             embedding=PatchEmbedding(conv, cls, self.position[:, :, :e].clone()),
             blocks=nn.Sequential(
-                *(b.export(e, layer) for b, layer in zip(self.blocks, plan.layers, strict=False))
+                *(
+                    b.export(e, layer)
+                    for b, layer in zip(self._blocks(), plan.layers, strict=False)
+                )
             ),
             norm=self.norm.export(e),
             classifier=self.classifier.export(e),
