@@ -157,3 +157,19 @@ def test_predictor_with_numeric_dimensions_saves_and_loads(tmp_path: Path) -> No
     np.testing.assert_allclose(loaded.predict(configs), predictor.predict(configs))
     with pytest.raises(IncompatibleArtifactError, match=r"width_mult\.numeric: saved"):
         load_predictor(tmp_path / "p", space=_space(0.25))
+
+
+def test_space_summary_shows_numeric_dimensions_as_ranges() -> None:
+    from nas.space import Choice, Numeric, SearchSpace
+    from nas.space_summary import format_summary, space_summary
+
+    reals = SearchSpace("t", (Choice("w", (8, 16)), Numeric("m", 0.5, 1.5)))
+    summary = space_summary(reals)
+    assert summary["size"] is None  # infinitely many configs
+    assert summary["dimensions"][1] == {
+        "name": "m", "kind": "reals", "values": [0.5, 1.5], "ordered": True, "active_if": None,
+    }  # fmt: skip
+    assert "infinitely many configs" in format_summary(summary)
+    ints = SearchSpace("t", (Choice("w", (8, 16)), Numeric("c", 8, 64, integer=True)))
+    text = format_summary(space_summary(ints))
+    assert "114 configs" in text and "integers in [8, 64]" in text

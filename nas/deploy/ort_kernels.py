@@ -21,6 +21,7 @@ import functools
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import cast
 
 from nas.errors import ConfigError
 
@@ -53,7 +54,8 @@ def _probe_model(
         if isinstance(value, np.ndarray):
             initializers.append(numpy_helper.from_array(value, name))
         else:
-            graph_inputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, value))
+            shape = cast("Sequence[int | str | None]", value)  # not an array: its shape
+            graph_inputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, shape))
     node = helper.make_node(op_type, names, ["y"], domain=domain, **dict(attributes))
     graph = helper.make_graph(
         [node],

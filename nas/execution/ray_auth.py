@@ -103,7 +103,10 @@ def prepare_local_instance() -> str | None:
     if os.environ.get("RAY_AUTH_MODE") is not None:
         return None  # the user chose; Ray respects the choice without a warning
     try:
-        from ray._raylet import AuthenticationTokenLoader, Config
+        from ray._raylet import (  # type: ignore[attr-defined]  # Cython module, no stubs
+            AuthenticationTokenLoader,
+            Config,
+        )
     except ImportError:  # a Ray without token authentication
         return None
     os.environ["RAY_AUTH_MODE"] = "token"

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -79,8 +79,8 @@ class RunContext:
             if done is None:
                 raise ConfigError("the train stage has not finished; run `nas train` first")
             checkpoint = inside_run(self.exp.root, done["checkpoint"])
-            self._supernet, _ = load_supernet(checkpoint, space=self.exp.space)
-            self._supernet.eval()
+            model, _ = load_supernet(checkpoint, space=self.exp.space)
+            self._supernet = cast(Supernet, model.eval())
         return self._supernet
 
 

@@ -57,10 +57,13 @@ def run_predictors(ctx: RunContext) -> dict[str, Any]:
     reports = {}
     for fit in fits:
         report = fit.predictor.quality
+        if report is None:  # fitting always scores the held-out split; nothing to report else
+            raise RuntimeError(f"predictor {fit.predictor.name} was fitted without a report")
         reports[fit.predictor.name] = report.to_dict()
         ctx.log(report.to_table())
-        if report.chance_warning() is not None:
-            ctx.log(report.chance_warning())
+        warning = report.chance_warning()
+        if warning is not None:
+            ctx.log(warning)
         _plot_predictions(fit, exp.stage_dir("predictors") / f"{_safe(fit.predictor.name)}.png")
     write_json_atomic(exp.stage_dir("predictors") / "quality.json", reports)
     return {"bundle": relative_to_run(exp.root, out), "quality": reports}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from nas.pipeline.console import progress_bar
 from nas.pipeline.context import (
@@ -73,7 +73,7 @@ def run_measure(ctx: RunContext) -> dict[str, Any]:
                 seed=exp.spec.seed,
                 progress=_stoppable(bar.update, exp.root, f"latency {target.name}"),
             )
-    return {"n_configs": len(configs), "store": relative_to_run(exp.root, store.path)}
+    return {"n_configs": len(configs), "store": relative_to_run(exp.root, cast(Path, store.path))}
 
 
 def _stoppable(update: Callable[[int], object], root: Path, what: str) -> Callable[[int], None]:

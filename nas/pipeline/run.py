@@ -149,7 +149,8 @@ def _run_stage(ctx: RunContext, stage: str) -> None:
     ctx.log(f"[{stage}] running")
     with tally_noisy_latency() as noise:
         info = STAGE_FUNCTIONS[stage](ctx)
-    if noise.line(stage):
-        ctx.log(noise.line(stage))
+    noisy = noise.line(stage)
+    if noisy:
+        ctx.log(noisy)
     mark_done(exp, stage, {**info, "inputs": inputs, "seconds": time.perf_counter() - start})
     ctx.log(f"[{stage}] finished in {time.perf_counter() - start:.1f} s")

@@ -142,7 +142,7 @@ def distribution(dim: Dimension) -> BaseDistribution:
             return IntDistribution(int(dim.low), int(dim.high))
         return FloatDistribution(float(dim.low), float(dim.high))
     if dim.ordered and len(dim.options) > 1 and all(_is_int(v) for v in dim.options):
-        values = sorted(int(v) for v in dim.options)  # type: ignore[call-overload]
+        values = sorted(int(v) for v in dim.options)
         step = _step(values)
         if step is not None:
             return IntDistribution(values[0], values[-1], step=step)

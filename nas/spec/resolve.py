@@ -15,7 +15,7 @@ from typing import Any
 from nas.errors import ConfigError, format_choice_error
 from nas.measure.targets import HardwareTarget, TargetRegistry, default_registry
 from nas.search.objectives import SearchProblem, split_metric_key
-from nas.space import SearchSpace
+from nas.space import Choice, Numeric, SearchSpace
 from nas.spec.config import ExperimentSpec
 
 COST_METRICS: tuple[str, ...] = ("params_m", "macs_m", "model_size_bytes")
@@ -171,7 +171,7 @@ def check_target_resolutions(
             raise ConfigError(
                 f"measure.targets[{i}] ({names[i]!r}) has resolution={target.resolution}, but "
                 f"search space {space.name!r} searches the input resolution (dimension "
-                f"'resolution', options {list(space.dim('resolution').options)}); leave the "
+                f"'resolution', options {_values(space.dim('resolution'))}); leave the "
                 "target's resolution unset"
             )
 
@@ -311,3 +311,8 @@ def train_config(spec: ExperimentSpec, *, space: SearchSpace | None = None) -> A
             f"{workers} × train.micro_batches={config.micro_batches}"
         )
     return config
+
+
+def _values(dim: Choice | Numeric) -> list[object]:
+    """A dimension's options, or ``[low, high]`` of a numeric one, for a message."""
+    return [dim.low, dim.high] if isinstance(dim, Numeric) else list(dim.options)

@@ -46,6 +46,7 @@ import re
 from collections.abc import Sequence
 from http import HTTPStatus
 from importlib.resources import files
+from pathlib import Path
 from typing import Annotated, Any
 
 import h11
@@ -285,10 +286,13 @@ class RequestGuard:
 
 def _largest_part(scope: Scope) -> list[str]:
     """The ``loc`` of what makes a request head large: a header by name, the query or the path."""
-    sizes = {("header", k.decode("latin-1")): len(k) + len(v) for k, v in scope["headers"]}
+    sizes: dict[tuple[str, ...], int] = {
+        ("header", k.decode("latin-1")): len(k) + len(v) for k, v in scope["headers"]
+    }
     sizes[("query",)] = len(scope.get("query_string") or b"")
     sizes[("path",)] = len(scope.get("raw_path") or b"")
-    return list(max(sizes, key=lambda part: sizes[part]))
+    largest: tuple[str, ...] = max(sizes, key=sizes.__getitem__)
+    return list(largest)
 
 
 def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
@@ -508,7 +512,10 @@ def create_app(
 
     _mount_docs(app)
     registry = DeviceRegistry(
-        bundle.space, bank=bank, reserved=bundle.names, devices_dir=devices_dir
+        bundle.space,
+        bank=bank,
+        reserved=bundle.names,
+        devices_dir=None if devices_dir is None else Path(devices_dir),
     )
     add_transfer_routes(app, registry, max_batch=max_batch)
 
