@@ -70,9 +70,9 @@ class LineProgress:
         """The text of one progress line at time ``now``."""
         elapsed = now - self._start
         share = f" ({100 * self.n / self.total:.0f}%)" if self.total else ""
-        text = f"{self.desc}: {self.n}/{self.total} {self.unit}{share} {_clock_text(elapsed)}"
+        text = f"{self.desc}: {self.n}/{self.total} {self.unit}{share} {clock_text(elapsed)}"
         if 0 < self.n < self.total:
-            text += f", ETA {_clock_text(elapsed / self.n * (self.total - self.n))}"
+            text += f", ETA {clock_text(elapsed / self.n * (self.total - self.n))}"
         return text + (f", {self.postfix}" if self.postfix else "")
 
     def _print(self, now: float) -> None:
@@ -85,10 +85,10 @@ class LineProgress:
         self.close()
 
 
-def _clock_text(seconds: float) -> str:
+def clock_text(seconds: float) -> str:
     """``m:ss`` (or ``h:mm:ss``) as tqdm prints it.
 
-    >>> _clock_text(75.4), _clock_text(3725)
+    >>> clock_text(75.4), clock_text(3725)
     ('1:15', '1:02:05')
     """
     minutes, secs = divmod(int(seconds), 60)
@@ -116,4 +116,4 @@ def progress_bar(
     )
 
 
-__all__ = ["LOG_INTERVAL_S", "LineProgress", "progress_bar"]
+__all__ = ["LOG_INTERVAL_S", "LineProgress", "clock_text", "progress_bar"]

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
 from pathlib import Path
 
-from benchmarks.recipe_ablation import markdown
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -17,10 +18,20 @@ def _block(text: str, name: str) -> str:
     return match.group(1)
 
 
-def test_recipe_ablation_table_is_the_committed_results() -> None:
-    report = json.loads((REPO / "benchmarks/results/recipe_ablation.json").read_text())
+# (README block, committed result file, the benchmark's table function)
+GENERATED_TABLES = [
+    ("recipe_ablation", "recipe_ablation.json", "benchmarks.recipe_ablation"),
+    ("weight_sharing", "weight_sharing.json", "benchmarks.weight_sharing_tables"),
+    ("cli_startup", "cli_startup.json", "benchmarks.cli_startup"),
+]
+
+
+@pytest.mark.parametrize(("block", "results", "module"), GENERATED_TABLES)
+def test_generated_table_is_the_committed_results(block: str, results: str, module: str) -> None:
+    markdown = importlib.import_module(module).markdown
+    result = json.loads((REPO / "benchmarks/results" / results).read_text())
     readme = (REPO / "benchmarks/README.md").read_text()
-    assert _block(readme, "recipe_ablation") == markdown(report)
+    assert _block(readme, block) == markdown(result)
 
 
 def test_recipe_ablation_results_name_their_source() -> None:
@@ -29,14 +40,6 @@ def test_recipe_ablation_results_name_their_source() -> None:
     assert re.fullmatch(r"[0-9a-f]{40}(\+dirty)?", report["commit"])
     assert report["split"].startswith("validation")
     assert len(report["subnets"]) >= 10 and len(report["settings"]["seeds"]) >= 2
-
-
-def test_weight_sharing_tables_are_the_committed_results() -> None:
-    from benchmarks.weight_sharing_tables import markdown as weight_sharing_markdown
-
-    result = json.loads((REPO / "benchmarks/results/weight_sharing.json").read_text())
-    readme = (REPO / "benchmarks/README.md").read_text()
-    assert _block(readme, "weight_sharing") == weight_sharing_markdown(result)
 
 
 def test_weight_sharing_results_hold_what_the_issue_asks() -> None:
@@ -65,14 +68,6 @@ def test_an_extended_variant_is_paired_on_its_own_seeds() -> None:
     row = paired_change(runs, "zero_init")
     assert row["delta_per_seed_pp"] == [0.0, 1.0, 2.0, 3.0]
     assert row["delta_pp"] == 1.5 and not row["helps"]  # seed 0 shows no gain
-
-
-def test_cli_startup_table_is_the_committed_results() -> None:
-    from benchmarks.cli_startup import markdown as cli_startup_markdown
-
-    result = json.loads((REPO / "benchmarks/results/cli_startup.json").read_text())
-    readme = (REPO / "benchmarks/README.md").read_text()
-    assert _block(readme, "cli_startup") == cli_startup_markdown(result)
 
 
 def test_cli_startup_results_hold_what_the_issue_asks() -> None:

@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from nas.errors import ConfigError
+from nas.pipeline.console import aligned
 from nas.pipeline.run_dir import INPUTS_FILE, LOCK_FILE, STAGE_ORDER, SUPERSEDED_DIR, holder_text
+from nas.progress import clock_text
 
 SPEC_FILE = "spec.json"
 
@@ -182,22 +184,16 @@ def _progress_lines(progress: dict[str, Any]) -> list[str]:
     share = f" ({100 * progress['done'] / total:.0f}%)" if total else ""
     text = (
         f"  progress: {progress['stage']} {progress['done']}/{total or '?'} {progress['unit']}"
-        f"{share}, {_clock(progress['elapsed_s'])} elapsed"
+        f"{share}, {clock_text(progress['elapsed_s'])} elapsed"
     )
     if progress["eta_s"] is not None:
-        text += f", ETA {_clock(progress['eta_s'])}"
+        text += f", ETA {clock_text(progress['eta_s'])}"
     lines = [text]
     shown = ("epoch", "loss_largest", "top1_largest", "top1_smallest", "samples_per_s")
     latest = {k: v for k, v in progress["latest"].items() if k in shown}
     if latest:
         lines.append("  last epoch: " + ", ".join(f"{k} {_short(v)}" for k, v in latest.items()))
     return lines
-
-
-def _clock(seconds: float) -> str:
-    minutes, secs = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 def format_status(status: dict[str, Any]) -> str:
@@ -251,12 +247,7 @@ def front_table(rows: list[dict[str, str]]) -> list[str]:
     columns = [c for c in rows[0] if c == "subnet" or _shown_metric(c)]
     columns = [c for c in columns if not _repeats_another(rows, c, columns)]
     header = [_heading(c) for c in columns]
-    body = [[_cell(row.get(c, ""), c) for c in columns] for row in rows]
-    widths = [max(len(x) for x in column) for column in zip(header, *body, strict=True)]
-    return [
-        "  ".join(x.ljust(w) for x, w in zip(line, widths, strict=True)).rstrip()
-        for line in [header, *body]
-    ]
+    return aligned(header, [[_cell(row.get(c, ""), c) for c in columns] for row in rows])
 
 
 def _repeats_another(rows: list[dict[str, str]], column: str, columns: list[str]) -> bool:
